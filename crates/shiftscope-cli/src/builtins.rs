@@ -1,0 +1,22 @@
+//! The first-party plugins linked into the binary, so `shiftscope` works without a separate
+//! plugin build. Each is also built as a dynamic library from its own crate.
+
+use shiftscope_host::{Plugin, Registry, SearchPath};
+
+/// Every built-in plugin.
+pub(crate) fn builtin_plugins() -> Vec<Plugin> {
+    vec![
+        Plugin::builtin_dataset::<example_shift::ExampleShift>(),
+        Plugin::builtin_model::<example_model::ExampleModel>(),
+    ]
+}
+
+/// The registry of a run: built-ins first, then the libraries on the search path.
+pub(crate) fn registry(search: &SearchPath) -> anyhow::Result<Registry> {
+    let mut registry = Registry::new();
+    for plugin in builtin_plugins() {
+        registry.add(plugin)?;
+    }
+    registry.load_search_path(search);
+    Ok(registry)
+}

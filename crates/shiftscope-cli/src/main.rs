@@ -1,0 +1,58 @@
+//! The `shiftscope` binary. It owns the command line and nothing else: each subcommand
+//! composes the library crates (host, and later runtime, store, analysis, viewer) and the
+//! built-in plugins; no computation lives here.
+
+mod builtins;
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::cli::{Cli, Command};
+
+fn version() -> String {
+    format!(
+        "{} (plugin ABI {}.{})",
+        env!("CARGO_PKG_VERSION"),
+        shiftscope_abi::ABI_MAJOR,
+        shiftscope_abi::ABI_MINOR
+    )
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().version(version()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.verbose, cli.quiet);
+    let result = match &cli.command {
+        Command::Plugins(args) => commands::plugins::run(&cli, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr: warnings by default, `-v` info, `-vv` debug, `-vvv` trace, `-q` errors.
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing::Level;
+    let level = match (quiet, verbose) {
+        (true, _) => Level::ERROR,
+        (false, 0) => Level::WARN,
+        (false, 1) => Level::INFO,
+        (false, 2) => Level::DEBUG,
+        (false, _) => Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

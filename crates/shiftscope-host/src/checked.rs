@@ -1,0 +1,300 @@
+//! The host's checks on every plugin, built in or loaded: outputs must have the shapes the
+//! plugin itself declared, samples must be well-formed, and every error names the plugin
+//! and the call. What the runtime receives from the registry is always wrapped here.
+
+use shiftscope_sdk::{
+    ActivationSet, Dataset, DatasetInfo, DatasetSource, ModelAdapter, ModelDescription,
+    PluginError, Pooling, Sample, TensorRef,
+};
+
+/// A model adapter whose outputs are checked against its description.
+pub struct CheckedModel {
+    inner: Box<dyn ModelAdapter>,
+    who: String,
+    description: Option<ModelDescription>,
+}
+
+impl std::fmt::Debug for CheckedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedModel")
+            .field("who", &self.who)
+            .finish()
+    }
+}
+
+/// Checks a description for internal consistency.
+pub fn check_description(description: &ModelDescription) -> Result<(), String> {
+    let mut names = std::collections::HashSet::new();
+    for layer in &description.layers {
+        if !names.insert(layer.name.as_str()) {
+            return Err(format!("layer '{}' is listed twice", layer.name));
+        }
+        if layer.kind.neurons(&layer.shape) != Some(layer.neurons) {
+            return Err(format!(
+                "layer '{}' of kind {} and shape {:?} cannot have {} neurons",
+                layer.name,
+                layer.kind.as_str(),
+                layer.shape,
+                layer.neurons
+            ));
+        }
+    }
+    if description.inputs.is_empty() {
+        return Err("the model declares no input".to_owned());
+    }
+    if description.num_classes == 0 {
+        return Err("the model declares no classes".to_owned());
+    }
+    if !description.class_names.is_empty()
+        && description.class_names.len() != description.num_classes
+    {
+        return Err(format!(
+            "{} class names for {} classes",
+            description.class_names.len(),
+            description.num_classes
+        ));
+    }
+    Ok(())
+}
+
+impl CheckedModel {
+    /// Wraps `inner`; `who` names the plugin in every error.
+    pub fn new(inner: Box<dyn ModelAdapter>, who: String) -> CheckedModel {
+        CheckedModel {
+            inner,
+            who,
+            description: None,
+        }
+    }
+
+    fn err(&self, call: &str, error: PluginError) -> PluginError {
+        error.context(format!("{}: {call}", self.who))
+    }
+
+    fn description(&mut self) -> Result<&ModelDescription, PluginError> {
+        if self.description.is_none() {
+            let description = self
+                .inner
+                .describe()
+                .map_err(|e| e.context(format!("{}: describe", self.who)))?;
+            check_description(&description).map_err(|problem| {
+                PluginError::failed(format!(
+                    "{}: describe returned a bad description: {problem}",
+                    self.who
+                ))
+            })?;
+            self.description = Some(description);
+        }
+        self.description
+            .as_ref()
+            .ok_or_else(|| PluginError::failed("description missing"))
+    }
+
+    /// Checks an activation set: the layers asked for, in order, each `[batch, per_image(layer)...]`.
+    fn check_set(
+        &mut self,
+        set: &ActivationSet,
+        layers: &[String],
+        batch: usize,
+        per_image: impl Fn(&shiftscope_sdk::LayerInfo) -> Vec<usize>,
+    ) -> Result<(), PluginError> {
+        let description = self.description()?;
+        let bad = |problem: String| PluginError::failed(problem);
+        let logits = [batch, description.num_classes];
+        if set.logits.shape() != logits {
+            return Err(bad(format!(
+                "returned logits of shape {:?}, expected {logits:?}",
+                set.logits.shape()
+            )));
+        }
+        if set.layers.len() != layers.len() {
+            return Err(bad(format!(
+                "returned {} layer tensors for {} layers asked",
+                set.layers.len(),
+                layers.len()
+            )));
+        }
+        for (got, asked) in set.layers.iter().zip(layers) {
+            if &got.name != asked {
+                return Err(bad(format!(
+                    "returned layer '{}' where '{asked}' was asked",
+                    got.name
+                )));
+            }
+            let info = description
+                .layer(asked)
+                .ok_or_else(|| bad(format!("returned undeclared layer '{asked}'")))?;
+            let mut expected = vec![batch];
+            expected.extend(per_image(info));
+            if got.tensor.shape() != expected.as_slice() {
+                return Err(bad(format!(
+                    "returned layer '{asked}' of shape {:?}, expected {expected:?}",
+                    got.tensor.shape()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_request(
+        &mut self,
+        input: TensorRef<'_>,
+        layers: &[String],
+    ) -> Result<usize, PluginError> {
+        let description = self.description()?;
+        for layer in layers {
+            if description.layer(layer).is_none() {
+                return Err(PluginError::not_found(format!(
+                    "the model has no layer '{layer}'"
+                )));
+            }
+        }
+        input
+            .shape()
+            .first()
+            .copied()
+            .ok_or_else(|| PluginError::invalid_argument("input has rank 0"))
+    }
+}
+
+impl ModelAdapter for CheckedModel {
+    fn describe(&mut self) -> Result<ModelDescription, PluginError> {
+        self.description().cloned()
+    }
+
+    fn run(
+        &mut self,
+        batch: TensorRef<'_>,
+        layers: &[String],
+        pooling: Pooling,
+    ) -> Result<ActivationSet, PluginError> {
+        let n = self
+            .check_request(batch, layers)
+            .map_err(|e| self.err("run", e))?;
+        let set = self
+            .inner
+            .run(batch, layers, pooling)
+            .map_err(|e| self.err("run", e))?;
+        self.check_set(&set, layers, n, |layer| vec![layer.neurons])
+            .map_err(|e| self.err("run", e))?;
+        Ok(set)
+    }
+
+    fn run_maps(
+        &mut self,
+        image: TensorRef<'_>,
+        layers: &[String],
+    ) -> Result<ActivationSet, PluginError> {
+        let n = self
+            .check_request(image, layers)
+            .map_err(|e| self.err("run_maps", e))?;
+        if n != 1 {
+            return Err(self.err(
+                "run_maps",
+                PluginError::invalid_argument(format!("takes one image, got a batch of {n}")),
+            ));
+        }
+        let set = self
+            .inner
+            .run_maps(image, layers)
+            .map_err(|e| self.err("run_maps", e))?;
+        self.check_set(&set, layers, 1, |layer| layer.shape.clone())
+            .map_err(|e| self.err("run_maps", e))?;
+        Ok(set)
+    }
+
+    fn outstanding_outputs(&self) -> Option<u64> {
+        self.inner.outstanding_outputs()
+    }
+}
+
+/// A dataset source whose datasets are checked.
+pub struct CheckedSource {
+    inner: Box<dyn DatasetSource>,
+    who: String,
+}
+
+impl std::fmt::Debug for CheckedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedSource")
+            .field("who", &self.who)
+            .finish()
+    }
+}
+
+impl CheckedSource {
+    /// Wraps `inner`; `who` names the plugin in every error.
+    pub fn new(inner: Box<dyn DatasetSource>, who: String) -> CheckedSource {
+        CheckedSource { inner, who }
+    }
+}
+
+impl DatasetSource for CheckedSource {
+    fn catalog(&self) -> Result<Vec<DatasetInfo>, PluginError> {
+        self.inner
+            .catalog()
+            .map_err(|e| e.context(format!("{}: catalog", self.who)))
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn Dataset>, PluginError> {
+        let who = format!("{}: dataset '{name}'", self.who);
+        let inner = self
+            .inner
+            .open(name)
+            .map_err(|e| e.context(format!("{}: open '{name}'", self.who)))?;
+        if inner.classes().is_empty() {
+            return Err(PluginError::failed(format!("{who}: has no class names")));
+        }
+        Ok(Box::new(CheckedDataset { inner, who }))
+    }
+
+    fn outstanding_outputs(&self) -> Option<u64> {
+        self.inner.outstanding_outputs()
+    }
+}
+
+struct CheckedDataset {
+    inner: Box<dyn Dataset>,
+    who: String,
+}
+
+impl Dataset for CheckedDataset {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn classes(&self) -> &[String] {
+        self.inner.classes()
+    }
+
+    fn get(&self, index: usize) -> Result<Sample, PluginError> {
+        let who = || format!("{}: get({index})", self.who);
+        let len = self.inner.len();
+        if index >= len {
+            return Err(PluginError::out_of_range(format!(
+                "{}: index {index} is past the end ({len} samples)",
+                who()
+            )));
+        }
+        let sample = self.inner.get(index).map_err(|e| e.context(who()))?;
+        let expected = (sample.width as usize) * (sample.height as usize) * 3;
+        if sample.width == 0 || sample.height == 0 || sample.pixels.len() != expected {
+            return Err(PluginError::failed(format!(
+                "{}: returned a {}x{} sample with {} bytes of pixels (RGB needs {expected})",
+                who(),
+                sample.width,
+                sample.height,
+                sample.pixels.len()
+            )));
+        }
+        if sample.label as usize >= self.inner.classes().len() {
+            return Err(PluginError::failed(format!(
+                "{}: returned label {} but the dataset has {} classes",
+                who(),
+                sample.label,
+                self.inner.classes().len()
+            )));
+        }
+        Ok(sample)
+    }
+}

@@ -1,0 +1,565 @@
+//! Loading a plugin library and wrapping its function table back into the safe traits.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use libloading::Library;
+use shiftscope_abi::{
+    ABI_MAJOR, ABI_MINOR, ActivationSetView, CatalogView, DatasetHandle, DatasetSourceTable,
+    ENTRY_SYMBOL_NUL, EntryFn, Instance, ModelAdapterTable, ModelDescriptionView, Output,
+    PluginHeader, PluginKind, SampleView, Status, StrListView, StrView,
+};
+use shiftscope_sdk::ffi::{
+    pooling_to_view, read_activation_set, read_catalog, read_description, read_sample,
+    read_str_list, shape_to_i64, tensor_view,
+};
+use shiftscope_sdk::{
+    ActivationSet, Dataset, DatasetInfo, DatasetSource, ErrorKind, ModelAdapter, ModelDescription,
+    PluginError, Pooling, Sample, TensorRef,
+};
+
+use crate::{LoadError, Origin, PluginInfo, PluginKindName, PluginSource};
+
+/// A checked function table of a loaded library.
+pub(crate) enum LoadedTable {
+    Model(ModelAdapterTable),
+    Source(DatasetSourceTable),
+}
+
+/// The bytes of the header every major shares: up to and including `build_info`.
+const FROZEN_PREFIX: usize = std::mem::offset_of!(PluginHeader, build_info) + size_of::<StrView>();
+
+/// Longest name, version or build string accepted from a header.
+const MAX_HEADER_STRING: usize = 4096;
+
+pub(crate) fn load(path: &Path, origin: Origin) -> Result<(PluginInfo, LoadedTable), LoadError> {
+    // SAFETY: loading a library runs its initialisers. That is the nature of native plugins;
+    // only files from the documented search path or named by the user get here.
+    let library = unsafe { Library::new(path) }.map_err(|e| LoadError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    // Never unloaded: plugin code may have left thread-locals, threads or callbacks behind.
+    let library: &'static Library = Box::leak(Box::new(library));
+    // SAFETY: the symbol's type is fixed by the ABI.
+    let entry: EntryFn = unsafe { library.get::<EntryFn>(ENTRY_SYMBOL_NUL) }
+        .map(|symbol| *symbol)
+        .map_err(|_| LoadError::NoEntry {
+            path: path.to_path_buf(),
+        })?;
+    // SAFETY: the ABI's entry; the SDK's implementation never unwinds.
+    let header_ptr = unsafe { entry(ABI_MAJOR) };
+    if header_ptr.is_null() {
+        return Err(LoadError::Refused {
+            path: path.to_path_buf(),
+            host_major: ABI_MAJOR,
+        });
+    }
+    let bad_header = |problem: String| LoadError::BadHeader {
+        path: path.to_path_buf(),
+        problem,
+    };
+    if !header_ptr.is_aligned() {
+        return Err(bad_header("misaligned header pointer".to_owned()));
+    }
+    // SAFETY: the entry returned a non-null, aligned pointer to its static header. Only the
+    // frozen prefix is read until the size and major are known.
+    let (abi_major, abi_minor, header_size, kind) = unsafe {
+        (
+            (*header_ptr).abi_major,
+            (*header_ptr).abi_minor,
+            (*header_ptr).header_size,
+            (*header_ptr).kind,
+        )
+    };
+    if (header_size as usize) < FROZEN_PREFIX {
+        return Err(bad_header(format!(
+            "header_size {header_size} is smaller than the {FROZEN_PREFIX}-byte prefix every plugin has"
+        )));
+    }
+    let read = |view: StrView, what: &str| -> Result<String, LoadError> {
+        if view.len > MAX_HEADER_STRING {
+            return Err(bad_header(format!("{what} is {} bytes long", view.len)));
+        }
+        // SAFETY: a header string of bounded length from the plugin's static data.
+        unsafe { view.to_str() }
+            .map(str::to_owned)
+            .map_err(|e| bad_header(format!("{what}: {e}")))
+    };
+    // SAFETY: within the frozen prefix, checked above.
+    let (name_view, version_view, build_view) = unsafe {
+        (
+            (*header_ptr).name,
+            (*header_ptr).version,
+            (*header_ptr).build_info,
+        )
+    };
+    let name = read(name_view, "name")?;
+    let version = read(version_view, "version")?;
+    let build_info = read(build_view, "build info")?;
+    if abi_major != ABI_MAJOR {
+        return Err(LoadError::AbiMismatch {
+            path: path.to_path_buf(),
+            name,
+            version,
+            plugin_major: abi_major,
+            plugin_minor: abi_minor,
+            host_major: ABI_MAJOR,
+            host_minor: ABI_MINOR,
+        });
+    }
+    let bad_plugin = |problem: String| LoadError::BadPlugin {
+        path: path.to_path_buf(),
+        name: name.clone(),
+        version: version.clone(),
+        abi: format!("{abi_major}.{abi_minor}"),
+        problem,
+    };
+    if name.is_empty() {
+        return Err(bad_plugin("the plugin has an empty name".to_owned()));
+    }
+    if (header_size as usize) < size_of::<PluginHeader>() {
+        return Err(bad_plugin(format!(
+            "header of {header_size} bytes is shorter than the {} this host reads",
+            size_of::<PluginHeader>()
+        )));
+    }
+    // SAFETY: the full header is present (size checked).
+    let table_ptr = unsafe { (*header_ptr).table };
+    let (kind_name, table) = match kind {
+        PluginKind::MODEL_ADAPTER => (
+            PluginKindName::ModelAdapter,
+            // SAFETY: the header says the table is a model-adapter table.
+            LoadedTable::Model(
+                unsafe { read_table::<ModelAdapterTable>(table_ptr, "model-adapter") }
+                    .map_err(&bad_plugin)?,
+            ),
+        ),
+        PluginKind::DATASET_SOURCE => (
+            PluginKindName::DatasetSource,
+            // SAFETY: the header says the table is a dataset-source table.
+            LoadedTable::Source(
+                unsafe { read_table::<DatasetSourceTable>(table_ptr, "dataset-source") }
+                    .map_err(&bad_plugin)?,
+            ),
+        ),
+        other => return Err(bad_plugin(format!("unknown plugin kind code {}", other.0))),
+    };
+    let info = PluginInfo {
+        kind: kind_name,
+        name,
+        version,
+        abi_major,
+        abi_minor,
+        build_info,
+        source: PluginSource::Library {
+            path: path.to_path_buf(),
+            origin,
+        },
+    };
+    Ok((info, table))
+}
+
+/// Copies a function table after checking its size and that no entry is null.
+///
+/// # Safety
+/// `ptr` must be null or point to a table of kind `T` that starts with its `size: usize`.
+unsafe fn read_table<T: Copy>(ptr: *const std::ffi::c_void, what: &str) -> Result<T, String> {
+    if ptr.is_null() {
+        return Err(format!("the {what} table pointer is null"));
+    }
+    if !ptr.cast::<usize>().is_aligned() {
+        return Err(format!("the {what} table pointer is misaligned"));
+    }
+    // SAFETY: every table starts with its size.
+    let size = unsafe { *ptr.cast::<usize>() };
+    let needed = size_of::<T>();
+    if size < needed {
+        return Err(format!(
+            "its {what} table is {size} bytes, but this host (plugin ABI {ABI_MAJOR}.{ABI_MINOR}) \
+             needs {needed}: the plugin lacks functions this host calls"
+        ));
+    }
+    // Every table is `size` followed by function pointers, all word-sized: check none is null
+    // before a non-nullable fn type is made from it.
+    let words = needed / size_of::<usize>();
+    // SAFETY: the table is at least `needed` bytes (checked) and word-aligned.
+    let slots = unsafe { std::slice::from_raw_parts(ptr.cast::<usize>(), words) };
+    if let Some(i) = slots.iter().skip(1).position(|&w| w == 0) {
+        return Err(format!("entry {} of its {what} table is null", i + 1));
+    }
+    // SAFETY: size and non-null entries checked; layout fixed by the ABI.
+    Ok(unsafe { *ptr.cast::<T>() })
+}
+
+/// Reads the thread's last error from the plugin and builds the error for `status`.
+fn plugin_error(
+    last_error: unsafe extern "C" fn(*const Instance) -> StrView,
+    instance: *const Instance,
+    status: Status,
+) -> PluginError {
+    // SAFETY: the table's own function; the view is valid until the next call on this thread
+    // and copied at once.
+    let message = unsafe { last_error(instance).to_str() }.map_or_else(
+        |_| "(the plugin's error message is not UTF-8)".to_owned(),
+        str::to_owned,
+    );
+    let message = if message.is_empty() {
+        format!("failed with status {} and no message", status.0)
+    } else {
+        message
+    };
+    PluginError::new(ErrorKind::from_status(status), message)
+}
+
+/// Releases a plugin output when dropped, also on early returns.
+struct OutputGuard {
+    release: unsafe extern "C" fn(*mut Instance, *mut Output),
+    instance: *mut Instance,
+    handle: *mut Output,
+}
+
+impl Drop for OutputGuard {
+    fn drop(&mut self) {
+        if !self.handle.is_null() {
+            // SAFETY: a handle this instance produced, released once.
+            unsafe { (self.release)(self.instance, self.handle) };
+        }
+    }
+}
+
+fn null_view(call: &str) -> PluginError {
+    PluginError::failed(format!("{call} reported success but returned no output"))
+}
+
+/// A model adapter from a loaded library.
+pub(crate) struct DynModelAdapter {
+    table: ModelAdapterTable,
+    instance: *mut Instance,
+    _info: Arc<PluginInfo>,
+}
+
+// SAFETY: the ABI lets a model adapter instance move between threads; `&mut self` on every
+// call keeps it to one thread at a time.
+unsafe impl Send for DynModelAdapter {}
+
+impl DynModelAdapter {
+    pub(crate) fn create(
+        table: ModelAdapterTable,
+        info: Arc<PluginInfo>,
+        config: &str,
+    ) -> Result<DynModelAdapter, PluginError> {
+        let mut instance = std::ptr::null_mut();
+        // SAFETY: the config is borrowed for the call; `instance` is a writable slot.
+        let status = unsafe { (table.create)(StrView::new(config), &raw mut instance) };
+        if status != Status::OK {
+            return Err(plugin_error(table.last_error, std::ptr::null(), status));
+        }
+        if instance.is_null() {
+            return Err(null_view("create"));
+        }
+        Ok(DynModelAdapter {
+            table,
+            instance,
+            _info: info,
+        })
+    }
+
+    fn fail(&self, status: Status) -> PluginError {
+        plugin_error(self.table.last_error, self.instance, status)
+    }
+
+    fn guard(&self, handle: *mut Output) -> OutputGuard {
+        OutputGuard {
+            release: self.table.release,
+            instance: self.instance,
+            handle,
+        }
+    }
+
+    fn activation_call(
+        &mut self,
+        call: &str,
+        tensor: TensorRef<'_>,
+        layers: &[String],
+        invoke: impl FnOnce(
+            &ModelAdapterTable,
+            *mut Instance,
+            *const shiftscope_abi::TensorView,
+            *const StrView,
+            usize,
+            *mut *const ActivationSetView,
+            *mut *mut Output,
+        ) -> Status,
+    ) -> Result<ActivationSet, PluginError> {
+        let shape = shape_to_i64(tensor.shape())?;
+        let view = tensor_view(&shape, tensor.data());
+        let names: Vec<StrView> = layers.iter().map(|l| StrView::new(l)).collect();
+        let mut out: *const ActivationSetView = std::ptr::null();
+        let mut handle = std::ptr::null_mut();
+        let status = invoke(
+            &self.table,
+            self.instance,
+            &raw const view,
+            names.as_ptr(),
+            names.len(),
+            &raw mut out,
+            &raw mut handle,
+        );
+        let _release = self.guard(handle);
+        if status != Status::OK {
+            return Err(self.fail(status));
+        }
+        // SAFETY: on success the plugin returned a view valid until release.
+        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view(call))?;
+        // SAFETY: as above; every length is checked by the reader.
+        unsafe { read_activation_set(view) }.map_err(|e| e.context(format!("{call} output")))
+    }
+}
+
+impl Drop for DynModelAdapter {
+    fn drop(&mut self) {
+        // SAFETY: made by this table's create, destroyed once; outputs were released.
+        unsafe { (self.table.destroy)(self.instance) };
+    }
+}
+
+impl ModelAdapter for DynModelAdapter {
+    fn describe(&mut self) -> Result<ModelDescription, PluginError> {
+        let mut out: *const ModelDescriptionView = std::ptr::null();
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: live instance, writable out-slots.
+        let status = unsafe { (self.table.describe)(self.instance, &raw mut out, &raw mut handle) };
+        let _release = self.guard(handle);
+        if status != Status::OK {
+            return Err(self.fail(status));
+        }
+        // SAFETY: on success the view is valid until release.
+        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view("describe"))?;
+        // SAFETY: as above; every length is checked by the reader.
+        unsafe { read_description(view) }.map_err(|e| e.context("describe output"))
+    }
+
+    fn run(
+        &mut self,
+        batch: TensorRef<'_>,
+        layers: &[String],
+        pooling: Pooling,
+    ) -> Result<ActivationSet, PluginError> {
+        let pooling = pooling_to_view(pooling);
+        self.activation_call(
+            "run",
+            batch,
+            layers,
+            |table, instance, batch, names, n, out, handle| {
+                // SAFETY: live instance; inputs borrowed for the call; writable out-slots.
+                unsafe { (table.run)(instance, batch, names, n, pooling, out, handle) }
+            },
+        )
+    }
+
+    fn run_maps(
+        &mut self,
+        image: TensorRef<'_>,
+        layers: &[String],
+    ) -> Result<ActivationSet, PluginError> {
+        self.activation_call(
+            "run_maps",
+            image,
+            layers,
+            |table, instance, image, names, n, out, handle| {
+                // SAFETY: live instance; inputs borrowed for the call; writable out-slots.
+                unsafe { (table.run_maps)(instance, image, names, n, out, handle) }
+            },
+        )
+    }
+
+    fn outstanding_outputs(&self) -> Option<u64> {
+        // SAFETY: live instance.
+        Some(unsafe { (self.table.outstanding)(self.instance) })
+    }
+}
+
+/// The instance of a loaded dataset source, shared by the source and its open datasets.
+struct SourceInstance {
+    table: DatasetSourceTable,
+    instance: *mut Instance,
+    _info: Arc<PluginInfo>,
+}
+
+// SAFETY: the ABI requires dataset sources and their datasets to be callable from several
+// threads at once.
+unsafe impl Send for SourceInstance {}
+// SAFETY: as above.
+unsafe impl Sync for SourceInstance {}
+
+impl Drop for SourceInstance {
+    fn drop(&mut self) {
+        // SAFETY: made by this table's create, destroyed once, after every dataset closed
+        // (each holds an `Arc` of this).
+        unsafe { (self.table.destroy)(self.instance) };
+    }
+}
+
+impl SourceInstance {
+    fn fail(&self, status: Status) -> PluginError {
+        plugin_error(self.table.last_error, self.instance, status)
+    }
+
+    fn guard(&self, handle: *mut Output) -> OutputGuard {
+        OutputGuard {
+            release: self.table.release,
+            instance: self.instance,
+            handle,
+        }
+    }
+}
+
+/// A dataset source from a loaded library.
+pub(crate) struct DynDatasetSource {
+    shared: Arc<SourceInstance>,
+}
+
+impl DynDatasetSource {
+    pub(crate) fn create(
+        table: DatasetSourceTable,
+        info: Arc<PluginInfo>,
+        config: &str,
+    ) -> Result<DynDatasetSource, PluginError> {
+        let mut instance = std::ptr::null_mut();
+        // SAFETY: the config is borrowed for the call; `instance` is a writable slot.
+        let status = unsafe { (table.create)(StrView::new(config), &raw mut instance) };
+        if status != Status::OK {
+            return Err(plugin_error(table.last_error, std::ptr::null(), status));
+        }
+        if instance.is_null() {
+            return Err(null_view("create"));
+        }
+        Ok(DynDatasetSource {
+            shared: Arc::new(SourceInstance {
+                table,
+                instance,
+                _info: info,
+            }),
+        })
+    }
+}
+
+impl DatasetSource for DynDatasetSource {
+    fn catalog(&self) -> Result<Vec<DatasetInfo>, PluginError> {
+        let s = &self.shared;
+        let mut out: *const CatalogView = std::ptr::null();
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: live instance, writable out-slots.
+        let status = unsafe { (s.table.catalog)(s.instance, &raw mut out, &raw mut handle) };
+        let _release = s.guard(handle);
+        if status != Status::OK {
+            return Err(s.fail(status));
+        }
+        // SAFETY: on success the view is valid until release.
+        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view("catalog"))?;
+        // SAFETY: as above; every length is checked by the reader.
+        unsafe { read_catalog(view) }.map_err(|e| e.context("catalog output"))
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn Dataset>, PluginError> {
+        let s = &self.shared;
+        let mut handle: *mut DatasetHandle = std::ptr::null_mut();
+        // SAFETY: live instance; the name is borrowed for the call.
+        let status = unsafe { (s.table.open)(s.instance, StrView::new(name), &raw mut handle) };
+        if status != Status::OK {
+            return Err(s.fail(status));
+        }
+        if handle.is_null() {
+            return Err(null_view("open"));
+        }
+        // From here on the dataset is closed on every path, by `DynDataset`'s drop.
+        let mut dataset = DynDataset {
+            shared: Arc::clone(s),
+            handle,
+            len: 0,
+            classes: Vec::new(),
+        };
+        let mut len = 0u64;
+        // SAFETY: live instance and dataset, writable slot.
+        let status = unsafe { (s.table.len)(s.instance, handle, &raw mut len) };
+        if status != Status::OK {
+            return Err(s.fail(status).context("len"));
+        }
+        dataset.len = usize::try_from(len)
+            .map_err(|_| PluginError::failed(format!("len {len} does not fit this machine")))?;
+        let mut out: *const StrListView = std::ptr::null();
+        let mut list_handle = std::ptr::null_mut();
+        // SAFETY: live instance and dataset, writable out-slots.
+        let status =
+            unsafe { (s.table.classes)(s.instance, handle, &raw mut out, &raw mut list_handle) };
+        let _release = s.guard(list_handle);
+        if status != Status::OK {
+            return Err(s.fail(status).context("classes"));
+        }
+        // SAFETY: on success the view is valid until release.
+        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view("classes"))?;
+        // SAFETY: as above; every length is checked by the reader.
+        dataset.classes = unsafe { read_str_list(view, "class names") }?;
+        Ok(Box::new(dataset))
+    }
+
+    fn outstanding_outputs(&self) -> Option<u64> {
+        // SAFETY: live instance.
+        Some(unsafe { (self.shared.table.outstanding)(self.shared.instance) })
+    }
+}
+
+/// An open dataset of a loaded library; length and class names read once at open.
+struct DynDataset {
+    shared: Arc<SourceInstance>,
+    handle: *mut DatasetHandle,
+    len: usize,
+    classes: Vec<String>,
+}
+
+// SAFETY: the ABI requires open datasets to be callable from several threads at once.
+unsafe impl Send for DynDataset {}
+// SAFETY: as above.
+unsafe impl Sync for DynDataset {}
+
+impl Drop for DynDataset {
+    fn drop(&mut self) {
+        // SAFETY: opened by this instance, closed once.
+        unsafe { (self.shared.table.close)(self.shared.instance, self.handle) };
+    }
+}
+
+impl Dataset for DynDataset {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    fn get(&self, index: usize) -> Result<Sample, PluginError> {
+        let s = &self.shared;
+        let mut out: *const SampleView = std::ptr::null();
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: live instance and dataset, writable out-slots.
+        let status = unsafe {
+            (s.table.get)(
+                s.instance,
+                self.handle,
+                index as u64,
+                &raw mut out,
+                &raw mut handle,
+            )
+        };
+        let _release = s.guard(handle);
+        if status != Status::OK {
+            return Err(s.fail(status));
+        }
+        // SAFETY: on success the view is valid until release.
+        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view("get"))?;
+        // SAFETY: as above; every length is checked by the reader.
+        unsafe { read_sample(view) }.map_err(|e| e.context("get output"))
+    }
+}

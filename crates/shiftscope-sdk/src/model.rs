@@ -1,0 +1,283 @@
+//! The model-adapter side of the contract: what a model says about itself, what one run
+//! returns, and the trait an adapter implements.
+
+use crate::{PluginError, Tensor, TensorRef};
+
+/// What a neuron is in a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayerKind {
+    /// `[C, H, W]` per image: a neuron is a channel.
+    Conv,
+    /// `[T, D]` per image: a neuron is a hidden unit.
+    Tokens,
+    /// `[D]` per image: a neuron is a unit.
+    Dense,
+    /// `[K]` per image: the classifier output.
+    Logits,
+}
+
+impl LayerKind {
+    /// The short name used in tables and configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayerKind::Conv => "conv",
+            LayerKind::Tokens => "tokens",
+            LayerKind::Dense => "dense",
+            LayerKind::Logits => "logits",
+        }
+    }
+
+    /// The number of neurons of a layer of this kind with per-image `shape`, or `None` when
+    /// the shape's rank does not fit the kind.
+    pub fn neurons(self, shape: &[usize]) -> Option<usize> {
+        match (self, shape) {
+            (LayerKind::Conv, [c, _, _]) => Some(*c),
+            (LayerKind::Tokens, [_, d]) => Some(*d),
+            (LayerKind::Dense | LayerKind::Logits, [d]) => Some(*d),
+            _ => None,
+        }
+    }
+}
+
+/// One model input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputSpec {
+    /// Name in the model.
+    pub name: String,
+    /// Dimension sizes with the batch axis first; `None` where dynamic.
+    pub shape: Vec<Option<usize>>,
+}
+
+/// One recordable layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Tensor name; what `run` is asked for.
+    pub name: String,
+    /// The operator producing it.
+    pub op: String,
+    /// What a neuron is.
+    pub kind: LayerKind,
+    /// Per-image shape, without the batch axis.
+    pub shape: Vec<usize>,
+    /// Number of neurons (see [`LayerKind::neurons`]).
+    pub neurons: usize,
+    /// Whether the layer is recorded when the user names none.
+    pub default_selected: bool,
+}
+
+/// What a model says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelDescription {
+    /// Inputs; the first is the image.
+    pub inputs: Vec<InputSpec>,
+    /// Candidate layers in network order.
+    pub layers: Vec<LayerInfo>,
+    /// Class names; empty when the model carries none.
+    pub class_names: Vec<String>,
+    /// Width of the logits.
+    pub num_classes: usize,
+}
+
+impl ModelDescription {
+    /// The layer called `name`.
+    pub fn layer(&self, name: &str) -> Option<&LayerInfo> {
+        self.layers.iter().find(|l| l.name == name)
+    }
+}
+
+/// Reduction of a conv map to one value per channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConvPooling {
+    /// Spatial mean (the Deephys convention).
+    #[default]
+    Mean,
+    /// Spatial max.
+    Max,
+}
+
+/// Reduction of a token sequence to one value per hidden unit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TokenPooling {
+    /// Mean over tokens.
+    #[default]
+    Mean,
+    /// Token 0.
+    Cls,
+    /// Max over tokens.
+    Max,
+}
+
+/// How `run` pools each kind of layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Pooling {
+    /// For conv layers.
+    pub conv: ConvPooling,
+    /// For token layers.
+    pub tokens: TokenPooling,
+}
+
+/// A tensor with the name of its layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    /// Layer name.
+    pub name: String,
+    /// Values.
+    pub tensor: Tensor,
+}
+
+/// What one run returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivationSet {
+    /// One tensor per requested layer, in request order.
+    pub layers: Vec<NamedTensor>,
+    /// Classifier output, `[B, K]`.
+    pub logits: Tensor,
+}
+
+/// A model that can be run on image batches while its layers are recorded.
+///
+/// An instance is used by one thread at a time; it may move between threads.
+pub trait ModelAdapter: Send {
+    /// Inputs, candidate layers and class names.
+    fn describe(&mut self) -> Result<ModelDescription, PluginError>;
+
+    /// Runs `batch` (`[B, C, H, W]`, normalised `f32`) and returns each layer of `layers`
+    /// pooled to `[B, neurons]`, in the order asked, plus the logits `[B, K]`.
+    fn run(
+        &mut self,
+        batch: TensorRef<'_>,
+        layers: &[String],
+        pooling: Pooling,
+    ) -> Result<ActivationSet, PluginError>;
+
+    /// Runs one image (`[1, C, H, W]`) and returns each layer's full map `[1, ...shape]`, plus
+    /// the logits.
+    fn run_maps(
+        &mut self,
+        image: TensorRef<'_>,
+        layers: &[String],
+    ) -> Result<ActivationSet, PluginError>;
+
+    /// Outputs handed out by a dynamically loaded plugin and not yet released; `None` for a
+    /// plugin linked into the binary, where Rust ownership rules out leaks.
+    fn outstanding_outputs(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A [`ModelAdapter`] that can be exported as a plugin.
+pub trait ModelAdapterPlugin: ModelAdapter + Sized + 'static {
+    /// Plugin name, unique among plugins.
+    const NAME: &'static str;
+    /// Plugin version.
+    const VERSION: &'static str;
+    /// Makes an instance from the plugin's config (RON text; may be empty).
+    fn create(config: &str) -> Result<Self, PluginError>;
+}
+
+/// Pools one image's map of a layer (`shape` per image, values row-major) to one value per
+/// neuron, the way [`ModelAdapter::run`] must.
+pub fn pool_map(
+    kind: LayerKind,
+    shape: &[usize],
+    values: &[f32],
+    pooling: Pooling,
+) -> Result<Vec<f32>, PluginError> {
+    let expected: usize = shape.iter().product();
+    if values.len() != expected {
+        return Err(PluginError::invalid_argument(format!(
+            "map of shape {shape:?} cannot hold {} values",
+            values.len()
+        )));
+    }
+    let reduce = |chunks: &mut dyn Iterator<Item = &[f32]>, max: bool| -> Vec<f32> {
+        chunks
+            .map(|c| {
+                if max {
+                    c.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+                } else {
+                    c.iter().sum::<f32>() / c.len().max(1) as f32
+                }
+            })
+            .collect()
+    };
+    match (kind, shape) {
+        (LayerKind::Conv, [_, h, w]) => {
+            let plane = (h * w).max(1);
+            Ok(reduce(
+                &mut values.chunks(plane),
+                pooling.conv == ConvPooling::Max,
+            ))
+        }
+        (LayerKind::Tokens, [t, d]) => {
+            let (t, d) = (*t, *d);
+            if t == 0 {
+                return Ok(vec![0.0; d]);
+            }
+            Ok((0..d)
+                .map(|j| {
+                    let col = (0..t).map(|i| values[i * d + j]);
+                    match pooling.tokens {
+                        TokenPooling::Mean => col.sum::<f32>() / t as f32,
+                        TokenPooling::Cls => values[j],
+                        TokenPooling::Max => col.fold(f32::NEG_INFINITY, f32::max),
+                    }
+                })
+                .collect())
+        }
+        (LayerKind::Dense | LayerKind::Logits, [_]) => Ok(values.to_vec()),
+        _ => Err(PluginError::invalid_argument(format!(
+            "a {} layer cannot have per-image shape {shape:?}",
+            kind.as_str()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_by_hand() {
+        // Two channels of 2x2.
+        let map = [1.0, 2.0, 3.0, 6.0, -1.0, -2.0, -3.0, -6.0];
+        let mean = pool_map(LayerKind::Conv, &[2, 2, 2], &map, Pooling::default()).unwrap();
+        assert_eq!(mean, vec![3.0, -3.0]);
+        let max = Pooling {
+            conv: ConvPooling::Max,
+            ..Pooling::default()
+        };
+        assert_eq!(
+            pool_map(LayerKind::Conv, &[2, 2, 2], &map, max).unwrap(),
+            vec![6.0, -1.0]
+        );
+        // Three tokens of width 2.
+        let tokens = [1.0, 10.0, 2.0, 20.0, 6.0, 0.0];
+        let p = |tokens_pooling| Pooling {
+            tokens: tokens_pooling,
+            ..Pooling::default()
+        };
+        assert_eq!(
+            pool_map(LayerKind::Tokens, &[3, 2], &tokens, p(TokenPooling::Mean)).unwrap(),
+            vec![3.0, 10.0]
+        );
+        assert_eq!(
+            pool_map(LayerKind::Tokens, &[3, 2], &tokens, p(TokenPooling::Cls)).unwrap(),
+            vec![1.0, 10.0]
+        );
+        assert_eq!(
+            pool_map(LayerKind::Tokens, &[3, 2], &tokens, p(TokenPooling::Max)).unwrap(),
+            vec![6.0, 20.0]
+        );
+        assert!(pool_map(LayerKind::Conv, &[2, 2], &map, Pooling::default()).is_err());
+        assert!(pool_map(LayerKind::Dense, &[3], &map, Pooling::default()).is_err());
+    }
+
+    #[test]
+    fn neurons_per_kind() {
+        assert_eq!(LayerKind::Conv.neurons(&[8, 4, 4]), Some(8));
+        assert_eq!(LayerKind::Tokens.neurons(&[17, 64]), Some(64));
+        assert_eq!(LayerKind::Dense.neurons(&[50]), Some(50));
+        assert_eq!(LayerKind::Conv.neurons(&[50]), None);
+    }
+}

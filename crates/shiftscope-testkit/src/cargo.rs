@@ -1,0 +1,111 @@
+//! Builds workspace packages from inside a test, the way a user would (`cargo build -p`),
+//! and returns the files cargo produced: the plugin libraries that dynamic-loading tests
+//! load by path, and the `shiftscope` binary that end-to-end tests run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root (where the top-level `Cargo.toml` is).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// What one `cargo build` produced, by target name (`example_shift`, `shiftscope`).
+#[derive(Debug, Default)]
+pub struct Artifacts {
+    /// Dynamic libraries (`cdylib` targets).
+    pub libraries: HashMap<String, PathBuf>,
+    /// Executables (`bin` targets).
+    pub binaries: HashMap<String, PathBuf>,
+}
+
+/// Runs `cargo build -p <package>...` on the workspace (same profile and target directory
+/// as the calling test) and collects the artifacts.
+///
+/// Build plugin libraries and the binary in separate calls: the binary enables each
+/// first-party plugin's `builtin` feature, and cargo unifies features across one build.
+pub fn build(packages: &[&str]) -> Result<Artifacts, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"));
+    for package in packages {
+        command.arg("-p").arg(package);
+    }
+    let output = command
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cargo build {packages:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut artifacts = Artifacts::default();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let name = message["target"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('-', "_");
+        let kinds = message["target"]["kind"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let is = |k: &str| kinds.iter().any(|v| v == k);
+        if is("bin") {
+            if let Some(exe) = message["executable"].as_str() {
+                artifacts.binaries.insert(name.clone(), PathBuf::from(exe));
+            }
+        }
+        if is("cdylib") {
+            let files = message["filenames"].as_array().cloned().unwrap_or_default();
+            if let Some(lib) = files
+                .iter()
+                .filter_map(|f| f.as_str())
+                .find(|f| f.ends_with(std::env::consts::DLL_SUFFIX))
+            {
+                artifacts.libraries.insert(name, PathBuf::from(lib));
+            }
+        }
+    }
+    Ok(artifacts)
+}
+
+/// Builds the plugin `packages` as dynamic libraries and copies them into `dest`, so that
+/// later builds (which overwrite cargo's output files) cannot change what a test loads.
+/// Returns the copies by target name.
+pub fn build_plugin_libraries(
+    packages: &[&str],
+    dest: &Path,
+) -> Result<HashMap<String, PathBuf>, String> {
+    let artifacts = build(packages)?;
+    std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let mut copies = HashMap::new();
+    for package in packages {
+        let name = package.replace('-', "_");
+        let built = artifacts
+            .libraries
+            .get(&name)
+            .ok_or_else(|| format!("cargo built no dynamic library for {package}"))?;
+        let file = built
+            .file_name()
+            .ok_or_else(|| format!("{}: no file name", built.display()))?;
+        let copy = dest.join(file);
+        std::fs::copy(built, &copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+        copies.insert(name, copy);
+    }
+    Ok(copies)
+}

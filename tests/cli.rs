@@ -1,0 +1,164 @@
+//! The `shiftscope` binary, run as a user runs it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let artifacts =
+            shiftscope_testkit::cargo::build(&["shiftscope-cli"]).expect("build shiftscope");
+        artifacts.binaries["shiftscope"].clone()
+    })
+    .clone()
+}
+
+/// Runs the binary with a private HOME and no inherited plugin path.
+fn run(args: &[&str], home: &std::path::Path) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env("HOME", home)
+        .env_remove("SHIFTSCOPE_PLUGIN_PATH")
+        .output()
+        .expect("run shiftscope")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn plugins_lists_builtin_and_dynamic_plugins_and_refusals() {
+    let home = tempfile::tempdir().unwrap();
+    let folder = common::folder_with(&["fixture_panicking_source", "fixture_wrong_abi"]);
+    let out = run(
+        &["plugins", "--plugin", folder.path().to_str().unwrap()],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let row = |name: &str| stdout.lines().find(|l| l.contains(name)).map(str::to_owned);
+    let shift = row("example-shift").expect("example-shift row");
+    assert!(
+        shift.starts_with("dataset-source") && shift.contains("built-in"),
+        "{shift}"
+    );
+    let model = row("example-model").expect("example-model row");
+    assert!(
+        model.starts_with("model-adapter") && model.contains("0.1.0"),
+        "{model}"
+    );
+    let dynamic = row("fixture-panicking").expect("dynamic plugin row");
+    let lib = common::library("fixture_panicking_source");
+    assert!(
+        dynamic.contains("0.0.1") && dynamic.contains("1.0"),
+        "{dynamic}"
+    );
+    assert!(dynamic.contains(&common::file_name(&lib)), "{dynamic}");
+    assert!(dynamic.contains("(from command line)"), "{dynamic}");
+    assert!(stdout.contains("Refused (1):"), "{stdout}");
+    assert!(
+        stdout.contains("plugin 'fixture-future-abi' 9.1.0 was built for plugin ABI 2.3"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plugins_are_found_through_the_environment_and_the_user_folder() {
+    let home = tempfile::tempdir().unwrap();
+    let user_dir = home.path().join(".local/share/shiftscope/plugins");
+    std::fs::create_dir_all(&user_dir).unwrap();
+    let lib = common::library("fixture_wrong_shape_model");
+    std::fs::copy(&lib, user_dir.join(common::file_name(&lib))).unwrap();
+    let env_dir = common::folder_with(&["fixture_panicking_source"]);
+    let out = Command::new(binary())
+        .arg("plugins")
+        .env("HOME", home.path())
+        .env("SHIFTSCOPE_PLUGIN_PATH", env_dir.path())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success());
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        line("fixture-wrong-shape").contains("(from user dir)"),
+        "{stdout}"
+    );
+    assert!(
+        line("fixture-panicking").contains("(from SHIFTSCOPE_PLUGIN_PATH)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Refused: none"), "{stdout}");
+}
+
+#[test]
+fn a_missing_plugin_path_is_reported() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(
+        &["plugins", "--plugin", "/nonexistent/libx.so"],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("/nonexistent/libx.so: plugin path from the command line cannot be read"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn version_help_and_log_levels() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(&["--version"], home.path());
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("shiftscope {} (plugin ABI 1.0)", env!("CARGO_PKG_VERSION"))
+    );
+
+    let out = run(&["--help"], home.path());
+    let help = text(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    // Every subcommand listed under "Commands:" answers --help.
+    let subcommands: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|s| s != "help")
+        .collect();
+    assert!(subcommands.contains(&"plugins".to_owned()), "{help}");
+    for sub in &subcommands {
+        let out = run(&[sub, "--help"], home.path());
+        assert!(out.status.success(), "{sub} --help failed");
+        assert!(
+            text(&out.stdout).contains(&format!("Usage: shiftscope {sub}")),
+            "{sub}"
+        );
+    }
+
+    let folder = common::folder_with(&["fixture_wrong_abi"]);
+    let path = folder.path().to_str().unwrap();
+    let debug = run(&["-vv", "plugins", "--plugin", path], home.path());
+    assert!(
+        text(&debug.stderr).contains("registered plugin 'example-shift'"),
+        "{}",
+        text(&debug.stderr)
+    );
+    let quiet = run(&["-q", "plugins", "--plugin", path], home.path());
+    assert!(quiet.status.success());
+    assert_eq!(text(&quiet.stderr), "");
+
+    let bad = run(&["no-such-command"], home.path());
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("unrecognized subcommand"));
+}

@@ -1,0 +1,50 @@
+//! Shared by the end-to-end tests: the plugin libraries, built once per test binary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Every plugin package the tests load dynamically.
+pub(crate) const PLUGIN_PACKAGES: [&str; 6] = [
+    "example-shift",
+    "example-model",
+    "fixture-wrong-abi",
+    "fixture-no-entry",
+    "fixture-panicking-source",
+    "fixture-wrong-shape-model",
+];
+
+/// Builds every plugin library once (real `cargo build -p`) into a private folder and
+/// returns the path of `name` (target name, e.g. `example_shift`).
+pub(crate) fn library(name: &str) -> PathBuf {
+    static LIBS: OnceLock<(tempfile::TempDir, HashMap<String, PathBuf>)> = OnceLock::new();
+    let (_, libs) = LIBS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let libs = shiftscope_testkit::cargo::build_plugin_libraries(&PLUGIN_PACKAGES, dir.path())
+            .expect("building the plugin libraries");
+        (dir, libs)
+    });
+    libs.get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no library {name} among {:?}", libs.keys()))
+}
+
+/// A fresh folder holding copies of the given libraries, for search-path tests.
+#[allow(dead_code)]
+pub(crate) fn folder_with(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in names {
+        let lib = library(name);
+        let file = lib.file_name().expect("file name");
+        std::fs::copy(&lib, dir.path().join(file)).expect("copy library");
+    }
+    dir
+}
+
+/// The file name of a path, for messages.
+#[allow(dead_code)]
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

@@ -1,0 +1,90 @@
+//! One conformance suite, run against both example plugins in both forms: linked into this
+//! test binary (static) and loaded from the `cdylib` cargo builds (dynamic).
+
+mod common;
+
+use shiftscope_host::{Origin, Plugin};
+use shiftscope_sdk::{Pooling, Tensor};
+use shiftscope_testkit::{check_dataset_source, check_model_adapter};
+
+/// Enough checks that a run which skipped most of the suite cannot pass.
+const MIN_SOURCE_CHECKS: usize = 30;
+const MIN_MODEL_CHECKS: usize = 15;
+
+fn dynamic(name: &str) -> Plugin {
+    Plugin::load(&common::library(name), Origin::CommandLine).expect("load plugin library")
+}
+
+#[test]
+fn example_shift_static_conforms() {
+    let plugin = Plugin::builtin_dataset::<example_shift::ExampleShift>();
+    let source = plugin.create_dataset_source_unchecked("(len: 64)").unwrap();
+    check_dataset_source(source.as_ref()).assert_passed(MIN_SOURCE_CHECKS);
+    // The checked form the runtime gets passes too.
+    let checked = plugin.create_dataset_source("(len: 64)").unwrap();
+    check_dataset_source(checked.as_ref()).assert_passed(MIN_SOURCE_CHECKS);
+}
+
+#[test]
+fn example_shift_dynamic_conforms() {
+    let plugin = dynamic("example_shift");
+    let source = plugin.create_dataset_source_unchecked("(len: 64)").unwrap();
+    let report = check_dataset_source(source.as_ref());
+    report.assert_passed(MIN_SOURCE_CHECKS);
+    // Every output crossed the boundary and was released.
+    assert_eq!(source.outstanding_outputs(), Some(0));
+}
+
+#[test]
+fn example_model_static_conforms() {
+    let plugin = Plugin::builtin_model::<example_model::ExampleModel>();
+    let mut model = plugin.create_model_unchecked("(seed: 5)").unwrap();
+    check_model_adapter(model.as_mut()).assert_passed(MIN_MODEL_CHECKS);
+    let mut checked = plugin.create_model("(seed: 5)").unwrap();
+    check_model_adapter(checked.as_mut()).assert_passed(MIN_MODEL_CHECKS);
+}
+
+#[test]
+fn example_model_dynamic_conforms() {
+    let plugin = dynamic("example_model");
+    let mut model = plugin.create_model_unchecked("(seed: 5)").unwrap();
+    check_model_adapter(model.as_mut()).assert_passed(MIN_MODEL_CHECKS);
+    assert_eq!(model.outstanding_outputs(), Some(0));
+}
+
+#[test]
+fn static_and_dynamic_forms_give_identical_results() {
+    let config = "(len: 16, seed: 11)";
+    let a = Plugin::builtin_dataset::<example_shift::ExampleShift>()
+        .create_dataset_source(config)
+        .unwrap();
+    let b = dynamic("example_shift")
+        .create_dataset_source(config)
+        .unwrap();
+    assert_eq!(a.catalog().unwrap(), b.catalog().unwrap());
+    for name in ["example-shift/id", "example-shift/noise=0.2"] {
+        let (da, db) = (a.open(name).unwrap(), b.open(name).unwrap());
+        assert_eq!(da.classes(), db.classes());
+        for i in 0..16 {
+            assert_eq!(da.get(i).unwrap(), db.get(i).unwrap(), "{name} sample {i}");
+        }
+    }
+
+    let mut ma = Plugin::builtin_model::<example_model::ExampleModel>()
+        .create_model("(seed: 2)")
+        .unwrap();
+    let mut mb = dynamic("example_model").create_model("(seed: 2)").unwrap();
+    assert_eq!(ma.describe().unwrap(), mb.describe().unwrap());
+    let batch = Tensor::new(
+        vec![3, 3, 32, 32],
+        (0..3 * 3 * 32 * 32)
+            .map(|i| ((i % 13) as f32 - 6.0) / 6.0)
+            .collect(),
+    )
+    .unwrap();
+    let layers = vec!["conv1".to_owned(), "fc1".to_owned(), "logits".to_owned()];
+    let ra = ma.run(batch.view(), &layers, Pooling::default()).unwrap();
+    let rb = mb.run(batch.view(), &layers, Pooling::default()).unwrap();
+    assert_eq!(ra, rb);
+    assert_eq!(ra.layers[0].tensor.shape(), [3, 8]);
+}
