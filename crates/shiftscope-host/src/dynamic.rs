@@ -127,22 +127,22 @@ pub(crate) fn load(path: &Path, origin: Origin) -> Result<(PluginInfo, LoadedTab
     // SAFETY: the full header is present (size checked).
     let table_ptr = unsafe { (*header_ptr).table };
     let (kind_name, table) = match kind {
-        PluginKind::MODEL_ADAPTER => (
-            PluginKindName::ModelAdapter,
+        PluginKind::MODEL_ADAPTER => {
             // SAFETY: the header says the table is a model-adapter table.
-            LoadedTable::Model(
-                unsafe { read_table::<ModelAdapterTable>(table_ptr, "model-adapter") }
-                    .map_err(&bad_plugin)?,
-            ),
-        ),
-        PluginKind::DATASET_SOURCE => (
-            PluginKindName::DatasetSource,
+            let table = unsafe { read_table::<ModelAdapterTable>(table_ptr, "model-adapter") };
+            (
+                PluginKindName::ModelAdapter,
+                LoadedTable::Model(table.map_err(&bad_plugin)?),
+            )
+        }
+        PluginKind::DATASET_SOURCE => {
             // SAFETY: the header says the table is a dataset-source table.
-            LoadedTable::Source(
-                unsafe { read_table::<DatasetSourceTable>(table_ptr, "dataset-source") }
-                    .map_err(&bad_plugin)?,
-            ),
-        ),
+            let table = unsafe { read_table::<DatasetSourceTable>(table_ptr, "dataset-source") };
+            (
+                PluginKindName::DatasetSource,
+                LoadedTable::Source(table.map_err(&bad_plugin)?),
+            )
+        }
         other => return Err(bad_plugin(format!("unknown plugin kind code {}", other.0))),
     };
     let info = PluginInfo {

@@ -65,10 +65,10 @@ pub fn build(packages: &[&str]) -> Result<Artifacts, String> {
             .cloned()
             .unwrap_or_default();
         let is = |k: &str| kinds.iter().any(|v| v == k);
-        if is("bin") {
-            if let Some(exe) = message["executable"].as_str() {
-                artifacts.binaries.insert(name.clone(), PathBuf::from(exe));
-            }
+        if is("bin")
+            && let Some(exe) = message["executable"].as_str()
+        {
+            artifacts.binaries.insert(name.clone(), PathBuf::from(exe));
         }
         if is("cdylib") {
             let files = message["filenames"].as_array().cloned().unwrap_or_default();

@@ -46,8 +46,8 @@ pub const fn dataset_table<T: DatasetSourcePlugin>() -> DatasetSourceTable {
         last_error,
         catalog: catalog::<T>,
         open: open::<T>,
-        close: close::<T>,
-        len: len::<T>,
+        close,
+        len,
         classes: classes::<T>,
         get: get::<T>,
         release: release::<T>,
@@ -167,10 +167,7 @@ unsafe extern "C" fn open<T: DatasetSourcePlugin>(
     })
 }
 
-unsafe extern "C" fn close<T: DatasetSourcePlugin>(
-    _instance: *mut Instance,
-    dataset: *mut DatasetHandle,
-) {
+unsafe extern "C" fn close(_instance: *mut Instance, dataset: *mut DatasetHandle) {
     guard_void(|| {
         if !dataset.is_null() {
             // SAFETY: made by `open` with `Box::into_raw`, closed once.
@@ -179,7 +176,7 @@ unsafe extern "C" fn close<T: DatasetSourcePlugin>(
     });
 }
 
-unsafe extern "C" fn len<T: DatasetSourcePlugin>(
+unsafe extern "C" fn len(
     _instance: *mut Instance,
     dataset_ptr: *mut DatasetHandle,
     out: *mut u64,

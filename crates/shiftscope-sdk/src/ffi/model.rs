@@ -91,7 +91,7 @@ fn description_view(
         let dims = input
             .shape
             .iter()
-            .map(|d| d.map_or(Ok(-1), |d| i64::try_from(d)))
+            .map(|d| d.map_or(Ok(-1), i64::try_from))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| PluginError::invalid_argument("input dimension too large"))?;
         shapes.push(dims);

@@ -204,7 +204,7 @@ pub unsafe fn read_description(
         size_of::<ModelDescriptionView>(),
         "model description",
     )?;
-    // SAFETY (this block): every pointer is forwarded from the caller with its stated size.
+    // SAFETY: every pointer is forwarded from the caller with its stated size.
     unsafe {
         let inputs = read_slice(view.inputs, view.n_inputs, "inputs")?
             .iter()
@@ -262,7 +262,7 @@ pub unsafe fn read_description(
 /// The view's pointers must be valid for the sizes it states.
 pub unsafe fn read_activation_set(view: &ActivationSetView) -> Result<ActivationSet, PluginError> {
     check_size(view.size, size_of::<ActivationSetView>(), "activation set")?;
-    // SAFETY (this block): every pointer is forwarded from the caller with its stated size.
+    // SAFETY: every pointer is forwarded from the caller with its stated size.
     unsafe {
         let layers = read_slice(view.layers, view.n_layers, "layer tensors")?
             .iter()
@@ -289,7 +289,7 @@ pub unsafe fn read_activation_set(view: &ActivationSetView) -> Result<Activation
 /// The view's pointers must be valid for the sizes it states.
 pub unsafe fn read_catalog(view: &CatalogView) -> Result<Vec<DatasetInfo>, PluginError> {
     check_size(view.size, size_of::<CatalogView>(), "catalog")?;
-    // SAFETY (this block): every pointer is forwarded from the caller with its stated size.
+    // SAFETY: every pointer is forwarded from the caller with its stated size.
     unsafe {
         read_slice(view.entries, view.n_entries, "catalog entries")?
             .iter()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing shiftscope needs on Debian/Ubuntu, idempotently:
+# system packages only when missing (after one `apt-get update`). Safe to run every time.
+set -euo pipefail
+
+# Build: a C toolchain for linking and for crates that build C, pkg-config for -sys crates.
+packages=(gcc libc6-dev pkg-config)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found. Install Rust 1.95 or newer (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+echo "setup: ok ($(cargo --version))"

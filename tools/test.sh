@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, then runs every test of the workspace.
+# The tests build the plugin libraries and the binary themselves (real `cargo build`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh
+cargo test --workspace --jobs "${CARGO_BUILD_JOBS:-2}" "$@"
