@@ -6,8 +6,8 @@ use std::sync::Arc;
 use libloading::Library;
 use shiftscope_abi::{
     ABI_MAJOR, ABI_MINOR, ActivationSetView, CatalogView, DatasetHandle, DatasetSourceTable,
-    ENTRY_SYMBOL_NUL, EntryFn, Instance, ModelAdapterTable, ModelDescriptionView, Output,
-    PluginHeader, PluginKind, SampleView, Status, StrListView, StrView,
+    ENTRY_SYMBOL_NUL, EntryFn, Instance, ModelAdapterTable, Output, PluginHeader, PluginKind,
+    SampleView, Status, StrListView, StrView,
 };
 use shiftscope_sdk::ffi::{
     pooling_to_view, read_activation_set, read_catalog, read_description, read_sample,
@@ -232,10 +232,66 @@ fn null_view(call: &str) -> PluginError {
     PluginError::failed(format!("{call} reported success but returned no output"))
 }
 
+/// Calls a table's `create`, turning failure into the plugin's error.
+fn create_instance(
+    create: unsafe extern "C" fn(StrView, *mut *mut Instance) -> Status,
+    last_error: unsafe extern "C" fn(*const Instance) -> StrView,
+    config: &str,
+) -> Result<*mut Instance, PluginError> {
+    let mut instance = std::ptr::null_mut();
+    // SAFETY: the config is borrowed for the call; `instance` is a writable slot.
+    let status = unsafe { create(StrView::new(config), &raw mut instance) };
+    if status != Status::OK {
+        return Err(plugin_error(last_error, std::ptr::null(), status));
+    }
+    if instance.is_null() {
+        return Err(null_view("create"));
+    }
+    Ok(instance)
+}
+
+/// One live plugin instance and the two table functions every call needs afterwards.
+#[derive(Clone, Copy)]
+struct Boundary {
+    instance: *mut Instance,
+    release: unsafe extern "C" fn(*mut Instance, *mut Output),
+    last_error: unsafe extern "C" fn(*const Instance) -> StrView,
+}
+
+impl Boundary {
+    fn fail(&self, status: Status) -> PluginError {
+        plugin_error(self.last_error, self.instance, status)
+    }
+
+    /// Calls a function that hands out a view behind an output handle, reads the view
+    /// with `read`, and releases the output on every path.
+    fn fetch<V, R>(
+        &self,
+        call: &str,
+        invoke: impl FnOnce(*mut *const V, *mut *mut Output) -> Status,
+        read: impl FnOnce(&V) -> Result<R, PluginError>,
+    ) -> Result<R, PluginError> {
+        let mut out: *const V = std::ptr::null();
+        let mut handle = std::ptr::null_mut();
+        let status = invoke(&raw mut out, &raw mut handle);
+        let _release = OutputGuard {
+            release: self.release,
+            instance: self.instance,
+            handle,
+        };
+        if status != Status::OK {
+            return Err(self.fail(status));
+        }
+        // SAFETY: on success the plugin returned a view valid until the release above.
+        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view(call))?;
+        read(view).map_err(|e| e.context(format!("{call} output")))
+    }
+}
+
 /// A model adapter from a loaded library.
 pub(crate) struct DynModelAdapter {
     table: ModelAdapterTable,
-    instance: *mut Instance,
+    boundary: Boundary,
     _info: Arc<PluginInfo>,
 }
 
@@ -249,42 +305,25 @@ impl DynModelAdapter {
         info: Arc<PluginInfo>,
         config: &str,
     ) -> Result<DynModelAdapter, PluginError> {
-        let mut instance = std::ptr::null_mut();
-        // SAFETY: the config is borrowed for the call; `instance` is a writable slot.
-        let status = unsafe { (table.create)(StrView::new(config), &raw mut instance) };
-        if status != Status::OK {
-            return Err(plugin_error(table.last_error, std::ptr::null(), status));
-        }
-        if instance.is_null() {
-            return Err(null_view("create"));
-        }
+        let instance = create_instance(table.create, table.last_error, config)?;
         Ok(DynModelAdapter {
+            boundary: Boundary {
+                instance,
+                release: table.release,
+                last_error: table.last_error,
+            },
             table,
-            instance,
             _info: info,
         })
     }
 
-    fn fail(&self, status: Status) -> PluginError {
-        plugin_error(self.table.last_error, self.instance, status)
-    }
-
-    fn guard(&self, handle: *mut Output) -> OutputGuard {
-        OutputGuard {
-            release: self.table.release,
-            instance: self.instance,
-            handle,
-        }
-    }
-
+    /// `run` or `run_maps`: lends the tensor and the layer names, reads the activations.
     fn activation_call(
         &mut self,
         call: &str,
         tensor: TensorRef<'_>,
         layers: &[String],
         invoke: impl FnOnce(
-            &ModelAdapterTable,
-            *mut Instance,
             *const shiftscope_abi::TensorView,
             *const StrView,
             usize,
@@ -295,49 +334,32 @@ impl DynModelAdapter {
         let shape = shape_to_i64(tensor.shape())?;
         let view = tensor_view(&shape, tensor.data());
         let names: Vec<StrView> = layers.iter().map(|l| StrView::new(l)).collect();
-        let mut out: *const ActivationSetView = std::ptr::null();
-        let mut handle = std::ptr::null_mut();
-        let status = invoke(
-            &self.table,
-            self.instance,
-            &raw const view,
-            names.as_ptr(),
-            names.len(),
-            &raw mut out,
-            &raw mut handle,
-        );
-        let _release = self.guard(handle);
-        if status != Status::OK {
-            return Err(self.fail(status));
-        }
-        // SAFETY: on success the plugin returned a view valid until release.
-        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view(call))?;
-        // SAFETY: as above; every length is checked by the reader.
-        unsafe { read_activation_set(view) }.map_err(|e| e.context(format!("{call} output")))
+        self.boundary.fetch(
+            call,
+            |out, handle| invoke(&raw const view, names.as_ptr(), names.len(), out, handle),
+            // SAFETY: a view the plugin returned; every length is checked by the reader.
+            |set| unsafe { read_activation_set(set) },
+        )
     }
 }
 
 impl Drop for DynModelAdapter {
     fn drop(&mut self) {
         // SAFETY: made by this table's create, destroyed once; outputs were released.
-        unsafe { (self.table.destroy)(self.instance) };
+        unsafe { (self.table.destroy)(self.boundary.instance) };
     }
 }
 
 impl ModelAdapter for DynModelAdapter {
     fn describe(&mut self) -> Result<ModelDescription, PluginError> {
-        let mut out: *const ModelDescriptionView = std::ptr::null();
-        let mut handle = std::ptr::null_mut();
-        // SAFETY: live instance, writable out-slots.
-        let status = unsafe { (self.table.describe)(self.instance, &raw mut out, &raw mut handle) };
-        let _release = self.guard(handle);
-        if status != Status::OK {
-            return Err(self.fail(status));
-        }
-        // SAFETY: on success the view is valid until release.
-        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view("describe"))?;
-        // SAFETY: as above; every length is checked by the reader.
-        unsafe { read_description(view) }.map_err(|e| e.context("describe output"))
+        let (describe, instance) = (self.table.describe, self.boundary.instance);
+        self.boundary.fetch(
+            "describe",
+            // SAFETY: live instance, writable out-slots.
+            |out, handle| unsafe { describe(instance, out, handle) },
+            // SAFETY: a view the plugin returned; every length is checked by the reader.
+            |view| unsafe { read_description(view) },
+        )
     }
 
     fn run(
@@ -347,15 +369,11 @@ impl ModelAdapter for DynModelAdapter {
         pooling: Pooling,
     ) -> Result<ActivationSet, PluginError> {
         let pooling = pooling_to_view(pooling);
-        self.activation_call(
-            "run",
-            batch,
-            layers,
-            |table, instance, batch, names, n, out, handle| {
-                // SAFETY: live instance; inputs borrowed for the call; writable out-slots.
-                unsafe { (table.run)(instance, batch, names, n, pooling, out, handle) }
-            },
-        )
+        let (run, instance) = (self.table.run, self.boundary.instance);
+        self.activation_call("run", batch, layers, |batch, names, n, out, handle| {
+            // SAFETY: live instance; inputs borrowed for the call; writable out-slots.
+            unsafe { run(instance, batch, names, n, pooling, out, handle) }
+        })
     }
 
     fn run_maps(
@@ -363,27 +381,23 @@ impl ModelAdapter for DynModelAdapter {
         image: TensorRef<'_>,
         layers: &[String],
     ) -> Result<ActivationSet, PluginError> {
-        self.activation_call(
-            "run_maps",
-            image,
-            layers,
-            |table, instance, image, names, n, out, handle| {
-                // SAFETY: live instance; inputs borrowed for the call; writable out-slots.
-                unsafe { (table.run_maps)(instance, image, names, n, out, handle) }
-            },
-        )
+        let (run_maps, instance) = (self.table.run_maps, self.boundary.instance);
+        self.activation_call("run_maps", image, layers, |image, names, n, out, handle| {
+            // SAFETY: live instance; inputs borrowed for the call; writable out-slots.
+            unsafe { run_maps(instance, image, names, n, out, handle) }
+        })
     }
 
     fn outstanding_outputs(&self) -> Option<u64> {
         // SAFETY: live instance.
-        Some(unsafe { (self.table.outstanding)(self.instance) })
+        Some(unsafe { (self.table.outstanding)(self.boundary.instance) })
     }
 }
 
 /// The instance of a loaded dataset source, shared by the source and its open datasets.
 struct SourceInstance {
     table: DatasetSourceTable,
-    instance: *mut Instance,
+    boundary: Boundary,
     _info: Arc<PluginInfo>,
 }
 
@@ -397,21 +411,7 @@ impl Drop for SourceInstance {
     fn drop(&mut self) {
         // SAFETY: made by this table's create, destroyed once, after every dataset closed
         // (each holds an `Arc` of this).
-        unsafe { (self.table.destroy)(self.instance) };
-    }
-}
-
-impl SourceInstance {
-    fn fail(&self, status: Status) -> PluginError {
-        plugin_error(self.table.last_error, self.instance, status)
-    }
-
-    fn guard(&self, handle: *mut Output) -> OutputGuard {
-        OutputGuard {
-            release: self.table.release,
-            instance: self.instance,
-            handle,
-        }
+        unsafe { (self.table.destroy)(self.boundary.instance) };
     }
 }
 
@@ -426,19 +426,15 @@ impl DynDatasetSource {
         info: Arc<PluginInfo>,
         config: &str,
     ) -> Result<DynDatasetSource, PluginError> {
-        let mut instance = std::ptr::null_mut();
-        // SAFETY: the config is borrowed for the call; `instance` is a writable slot.
-        let status = unsafe { (table.create)(StrView::new(config), &raw mut instance) };
-        if status != Status::OK {
-            return Err(plugin_error(table.last_error, std::ptr::null(), status));
-        }
-        if instance.is_null() {
-            return Err(null_view("create"));
-        }
+        let instance = create_instance(table.create, table.last_error, config)?;
         Ok(DynDatasetSource {
             shared: Arc::new(SourceInstance {
+                boundary: Boundary {
+                    instance,
+                    release: table.release,
+                    last_error: table.last_error,
+                },
                 table,
-                instance,
                 _info: info,
             }),
         })
@@ -448,27 +444,24 @@ impl DynDatasetSource {
 impl DatasetSource for DynDatasetSource {
     fn catalog(&self) -> Result<Vec<DatasetInfo>, PluginError> {
         let s = &self.shared;
-        let mut out: *const CatalogView = std::ptr::null();
-        let mut handle = std::ptr::null_mut();
-        // SAFETY: live instance, writable out-slots.
-        let status = unsafe { (s.table.catalog)(s.instance, &raw mut out, &raw mut handle) };
-        let _release = s.guard(handle);
-        if status != Status::OK {
-            return Err(s.fail(status));
-        }
-        // SAFETY: on success the view is valid until release.
-        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view("catalog"))?;
-        // SAFETY: as above; every length is checked by the reader.
-        unsafe { read_catalog(view) }.map_err(|e| e.context("catalog output"))
+        let (catalog, instance) = (s.table.catalog, s.boundary.instance);
+        s.boundary.fetch(
+            "catalog",
+            // SAFETY: live instance, writable out-slots.
+            |out: *mut *const CatalogView, handle| unsafe { catalog(instance, out, handle) },
+            // SAFETY: a view the plugin returned; every length is checked by the reader.
+            |view| unsafe { read_catalog(view) },
+        )
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn Dataset>, PluginError> {
         let s = &self.shared;
+        let instance = s.boundary.instance;
         let mut handle: *mut DatasetHandle = std::ptr::null_mut();
         // SAFETY: live instance; the name is borrowed for the call.
-        let status = unsafe { (s.table.open)(s.instance, StrView::new(name), &raw mut handle) };
+        let status = unsafe { (s.table.open)(instance, StrView::new(name), &raw mut handle) };
         if status != Status::OK {
-            return Err(s.fail(status));
+            return Err(s.boundary.fail(status));
         }
         if handle.is_null() {
             return Err(null_view("open"));
@@ -482,31 +475,26 @@ impl DatasetSource for DynDatasetSource {
         };
         let mut len = 0u64;
         // SAFETY: live instance and dataset, writable slot.
-        let status = unsafe { (s.table.len)(s.instance, handle, &raw mut len) };
+        let status = unsafe { (s.table.len)(instance, handle, &raw mut len) };
         if status != Status::OK {
-            return Err(s.fail(status).context("len"));
+            return Err(s.boundary.fail(status).context("len"));
         }
         dataset.len = usize::try_from(len)
             .map_err(|_| PluginError::failed(format!("len {len} does not fit this machine")))?;
-        let mut out: *const StrListView = std::ptr::null();
-        let mut list_handle = std::ptr::null_mut();
-        // SAFETY: live instance and dataset, writable out-slots.
-        let status =
-            unsafe { (s.table.classes)(s.instance, handle, &raw mut out, &raw mut list_handle) };
-        let _release = s.guard(list_handle);
-        if status != Status::OK {
-            return Err(s.fail(status).context("classes"));
-        }
-        // SAFETY: on success the view is valid until release.
-        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view("classes"))?;
-        // SAFETY: as above; every length is checked by the reader.
-        dataset.classes = unsafe { read_str_list(view, "class names") }?;
+        let classes = s.table.classes;
+        dataset.classes = s.boundary.fetch(
+            "classes",
+            // SAFETY: live instance and dataset, writable out-slots.
+            |out: *mut *const StrListView, list| unsafe { classes(instance, handle, out, list) },
+            // SAFETY: a view the plugin returned; every length is checked by the reader.
+            |view| unsafe { read_str_list(view, "class names") },
+        )?;
         Ok(Box::new(dataset))
     }
 
     fn outstanding_outputs(&self) -> Option<u64> {
         // SAFETY: live instance.
-        Some(unsafe { (self.shared.table.outstanding)(self.shared.instance) })
+        Some(unsafe { (self.shared.table.outstanding)(self.shared.boundary.instance) })
     }
 }
 
@@ -526,7 +514,7 @@ unsafe impl Sync for DynDataset {}
 impl Drop for DynDataset {
     fn drop(&mut self) {
         // SAFETY: opened by this instance, closed once.
-        unsafe { (self.shared.table.close)(self.shared.instance, self.handle) };
+        unsafe { (self.shared.table.close)(self.shared.boundary.instance, self.handle) };
     }
 }
 
@@ -541,25 +529,15 @@ impl Dataset for DynDataset {
 
     fn get(&self, index: usize) -> Result<Sample, PluginError> {
         let s = &self.shared;
-        let mut out: *const SampleView = std::ptr::null();
-        let mut handle = std::ptr::null_mut();
-        // SAFETY: live instance and dataset, writable out-slots.
-        let status = unsafe {
-            (s.table.get)(
-                s.instance,
-                self.handle,
-                index as u64,
-                &raw mut out,
-                &raw mut handle,
-            )
-        };
-        let _release = s.guard(handle);
-        if status != Status::OK {
-            return Err(s.fail(status));
-        }
-        // SAFETY: on success the view is valid until release.
-        let view = unsafe { out.as_ref() }.ok_or_else(|| null_view("get"))?;
-        // SAFETY: as above; every length is checked by the reader.
-        unsafe { read_sample(view) }.map_err(|e| e.context("get output"))
+        let (get, instance, dataset) = (s.table.get, s.boundary.instance, self.handle);
+        s.boundary.fetch(
+            "get",
+            // SAFETY: live instance and dataset, writable out-slots.
+            |out: *mut *const SampleView, handle| unsafe {
+                get(instance, dataset, index as u64, out, handle)
+            },
+            // SAFETY: a view the plugin returned; every length is checked by the reader.
+            |view| unsafe { read_sample(view) },
+        )
     }
 }

@@ -55,26 +55,13 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[macro_export]
 macro_rules! export_model_adapter {
     ($ty:ty) => {
-        #[cfg(not(feature = "builtin"))]
-        const _: () = {
-            static TABLE: $crate::abi::ModelAdapterTable = $crate::ffi::model_table::<$ty>();
-            static HEADER: $crate::ffi::HeaderCell = $crate::ffi::HeaderCell::new();
-
-            /// The plugin entry: see `shiftscope_abi::EntryFn`.
-            #[unsafe(no_mangle)]
-            pub extern "C" fn shiftscope_plugin_entry(
-                host_abi_major: u32,
-            ) -> *const $crate::abi::PluginHeader {
-                HEADER.get(
-                    host_abi_major,
-                    $crate::abi::PluginKind::MODEL_ADAPTER,
-                    <$ty as $crate::ModelAdapterPlugin>::NAME,
-                    <$ty as $crate::ModelAdapterPlugin>::VERSION,
-                    cfg!(debug_assertions),
-                    (&raw const TABLE).cast(),
-                )
-            }
-        };
+        $crate::__export_plugin!(
+            $ty,
+            ModelAdapterPlugin,
+            ModelAdapterTable,
+            model_table,
+            MODEL_ADAPTER
+        );
     };
 }
 
@@ -84,9 +71,24 @@ macro_rules! export_model_adapter {
 #[macro_export]
 macro_rules! export_dataset_source {
     ($ty:ty) => {
+        $crate::__export_plugin!(
+            $ty,
+            DatasetSourcePlugin,
+            DatasetSourceTable,
+            dataset_table,
+            DATASET_SOURCE
+        );
+    };
+}
+
+/// The body of both export macros.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_plugin {
+    ($ty:ty, $plugin_trait:ident, $table:ident, $table_fn:ident, $kind:ident) => {
         #[cfg(not(feature = "builtin"))]
         const _: () = {
-            static TABLE: $crate::abi::DatasetSourceTable = $crate::ffi::dataset_table::<$ty>();
+            static TABLE: $crate::abi::$table = $crate::ffi::$table_fn::<$ty>();
             static HEADER: $crate::ffi::HeaderCell = $crate::ffi::HeaderCell::new();
 
             /// The plugin entry: see `shiftscope_abi::EntryFn`.
@@ -96,9 +98,9 @@ macro_rules! export_dataset_source {
             ) -> *const $crate::abi::PluginHeader {
                 HEADER.get(
                     host_abi_major,
-                    $crate::abi::PluginKind::DATASET_SOURCE,
-                    <$ty as $crate::DatasetSourcePlugin>::NAME,
-                    <$ty as $crate::DatasetSourcePlugin>::VERSION,
+                    $crate::abi::PluginKind::$kind,
+                    <$ty as $crate::$plugin_trait>::NAME,
+                    <$ty as $crate::$plugin_trait>::VERSION,
                     cfg!(debug_assertions),
                     (&raw const TABLE).cast(),
                 )

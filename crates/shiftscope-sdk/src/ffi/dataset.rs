@@ -1,31 +1,19 @@
 //! The dataset-source function table for a [`DatasetSourcePlugin`] type.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use shiftscope_abi::{
     CatalogView, DatasetEntryView, DatasetHandle, DatasetSourceTable, Instance, Output, ParamView,
     SampleView, Status, StrListView, StrView,
 };
 
-use super::export::{check_out, guard, guard_void, last_error, publish, release_output};
+use super::export::{
+    check_out, create_instance, destroy_instance, guard, guard_void, instance_ref, last_error,
+    outstanding, publish, release,
+};
 use super::views::read_str;
 use crate::{Dataset, DatasetInfo, DatasetSourcePlugin, PluginError, Sample};
 
-struct SourceInstance<T> {
-    source: T,
-    outstanding: AtomicU64,
-}
-
 struct OpenDataset {
     dataset: Box<dyn Dataset>,
-}
-
-/// # Safety
-/// `instance` must be null or come from this table's `create` and not be destroyed.
-unsafe fn instance<'a, T>(instance: *mut Instance) -> Result<&'a SourceInstance<T>, PluginError> {
-    // SAFETY: forwarded from the caller. Shared access only: sources are `Sync`.
-    unsafe { instance.cast::<SourceInstance<T>>().as_ref() }
-        .ok_or_else(|| PluginError::invalid_argument("null instance"))
 }
 
 /// # Safety
@@ -42,7 +30,7 @@ pub const fn dataset_table<T: DatasetSourcePlugin>() -> DatasetSourceTable {
     DatasetSourceTable {
         size: size_of::<DatasetSourceTable>(),
         create: create::<T>,
-        destroy: destroy::<T>,
+        destroy: destroy_instance::<T>,
         last_error,
         catalog: catalog::<T>,
         open: open::<T>,
@@ -59,30 +47,8 @@ unsafe extern "C" fn create<T: DatasetSourcePlugin>(
     config: StrView,
     out: *mut *mut Instance,
 ) -> Status {
-    guard(|| {
-        if out.is_null() {
-            return Err(PluginError::invalid_argument("null output pointer"));
-        }
-        // SAFETY: the host lends the config for the call.
-        let config = unsafe { read_str(config, "config") }?;
-        let source = T::create(config)?;
-        let boxed = Box::new(SourceInstance {
-            source,
-            outstanding: AtomicU64::new(0),
-        });
-        // SAFETY: checked non-null; the host passes a writable slot.
-        unsafe { *out = Box::into_raw(boxed).cast() };
-        Ok(())
-    })
-}
-
-unsafe extern "C" fn destroy<T: DatasetSourcePlugin>(instance: *mut Instance) {
-    guard_void(|| {
-        if !instance.is_null() {
-            // SAFETY: made by `create` with `Box::into_raw`, destroyed once.
-            drop(unsafe { Box::from_raw(instance.cast::<SourceInstance<T>>()) });
-        }
-    });
+    // SAFETY: forwarded from the host.
+    unsafe { create_instance(config, out, T::create) }
 }
 
 struct CatalogKeep {
@@ -138,8 +104,8 @@ unsafe extern "C" fn catalog<T: DatasetSourcePlugin>(
     guard(|| {
         check_out(out, handle)?;
         // SAFETY: the host passes its live instance.
-        let inst = unsafe { instance::<T>(instance_ptr) }?;
-        let (keep, view) = catalog_view(inst.source.catalog()?);
+        let inst = unsafe { instance_ref::<T>(instance_ptr) }?;
+        let (keep, view) = catalog_view(inst.inner.catalog()?);
         // SAFETY: out-pointers checked above.
         unsafe { publish(keep, view, out, handle, &inst.outstanding) };
         Ok(())
@@ -156,10 +122,10 @@ unsafe extern "C" fn open<T: DatasetSourcePlugin>(
             return Err(PluginError::invalid_argument("null output pointer"));
         }
         // SAFETY: the host passes its live instance.
-        let inst = unsafe { instance::<T>(instance_ptr) }?;
+        let inst = unsafe { instance_ref::<T>(instance_ptr) }?;
         // SAFETY: the host lends the name for the call.
         let name = unsafe { read_str(name, "dataset name") }?;
-        let dataset = inst.source.open(name)?;
+        let dataset = inst.inner.open(name)?;
         let boxed = Box::new(OpenDataset { dataset });
         // SAFETY: checked non-null.
         unsafe { *out = Box::into_raw(boxed).cast() };
@@ -202,7 +168,7 @@ unsafe extern "C" fn classes<T: DatasetSourcePlugin>(
     guard(|| {
         check_out(out, handle)?;
         // SAFETY: the host passes its live instance.
-        let inst = unsafe { instance::<T>(instance_ptr) }?;
+        let inst = unsafe { instance_ref::<T>(instance_ptr) }?;
         // SAFETY: the host passes a dataset it opened.
         let names: Vec<String> = unsafe { dataset(dataset_ptr) }?.classes().to_vec();
         let views: Vec<StrView> = names.iter().map(|s| StrView::new(s)).collect();
@@ -226,7 +192,7 @@ unsafe extern "C" fn get<T: DatasetSourcePlugin>(
     guard(|| {
         check_out(out, handle)?;
         // SAFETY: the host passes its live instance.
-        let inst = unsafe { instance::<T>(instance_ptr) }?;
+        let inst = unsafe { instance_ref::<T>(instance_ptr) }?;
         // SAFETY: the host passes a dataset it opened.
         let data = unsafe { dataset(dataset_ptr) }?;
         let index = usize::try_from(index).map_err(|_| {
@@ -245,22 +211,4 @@ unsafe extern "C" fn get<T: DatasetSourcePlugin>(
         unsafe { publish(sample, view, out, handle, &inst.outstanding) };
         Ok(())
     })
-}
-
-unsafe extern "C" fn release<T: DatasetSourcePlugin>(
-    instance_ptr: *mut Instance,
-    handle: *mut Output,
-) {
-    guard_void(|| {
-        // SAFETY: the host passes its live instance, or null.
-        let inst = unsafe { instance_ptr.cast::<SourceInstance<T>>().as_ref() };
-        // SAFETY: the handle came from this instance and is released once.
-        unsafe { release_output(handle, inst.map(|i| &i.outstanding)) };
-    });
-}
-
-unsafe extern "C" fn outstanding<T: DatasetSourcePlugin>(instance_ptr: *const Instance) -> u64 {
-    // SAFETY: the host passes its live instance, or null.
-    unsafe { instance_ptr.cast::<SourceInstance<T>>().as_ref() }
-        .map_or(0, |i| i.outstanding.load(Ordering::Relaxed))
 }

@@ -8,7 +8,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shiftscope_abi::{ABI_MAJOR, ABI_MINOR, Output, PluginHeader, PluginKind, Status, StrView};
+use shiftscope_abi::{
+    ABI_MAJOR, ABI_MINOR, Instance, Output, PluginHeader, PluginKind, Status, StrView,
+};
+
+use super::views::read_str;
 
 use crate::PluginError;
 
@@ -22,7 +26,7 @@ fn set_last_error(message: String) {
 
 /// `last_error` for both tables: the message of the last failure on this thread. The view
 /// stays valid until the next failing call on this thread.
-pub(crate) unsafe extern "C" fn last_error(_instance: *const shiftscope_abi::Instance) -> StrView {
+pub(crate) unsafe extern "C" fn last_error(_instance: *const Instance) -> StrView {
     LAST_ERROR.with(|slot| StrView::new(slot.borrow().as_str()))
 }
 
@@ -57,6 +61,90 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), PluginError>) -> Status {
 /// since there is nobody left to report it to and unwinding into the host is never allowed.
 pub(crate) fn guard_void(body: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(body));
+}
+
+/// What an `Instance` pointer points to: the plugin's value and its count of live outputs.
+pub(crate) struct PluginInstance<T> {
+    pub(crate) inner: T,
+    pub(crate) outstanding: AtomicU64,
+}
+
+/// `create` for both tables: reads the config, makes the value, hands out the instance.
+///
+/// # Safety
+/// `out` must be null or writable; `config` must be valid for the call.
+pub(crate) unsafe fn create_instance<T>(
+    config: StrView,
+    out: *mut *mut Instance,
+    make: impl FnOnce(&str) -> Result<T, PluginError>,
+) -> Status {
+    guard(|| {
+        if out.is_null() {
+            return Err(PluginError::invalid_argument("null output pointer"));
+        }
+        // SAFETY: the host lends the config for the call.
+        let config = unsafe { read_str(config, "config") }?;
+        let boxed = Box::new(PluginInstance {
+            inner: make(config)?,
+            outstanding: AtomicU64::new(0),
+        });
+        // SAFETY: checked non-null; the host passes a writable slot.
+        unsafe { *out = Box::into_raw(boxed).cast() };
+        Ok(())
+    })
+}
+
+/// `destroy` for both tables.
+pub(crate) unsafe extern "C" fn destroy_instance<T>(instance: *mut Instance) {
+    guard_void(|| {
+        if !instance.is_null() {
+            // SAFETY: made by `create_instance` with `Box::into_raw`, destroyed once.
+            drop(unsafe { Box::from_raw(instance.cast::<PluginInstance<T>>()) });
+        }
+    });
+}
+
+/// Borrows the instance behind a pointer.
+///
+/// # Safety
+/// `instance` must be null or come from `create_instance::<T>` and not be destroyed; no
+/// other reference to it may be live.
+pub(crate) unsafe fn instance_mut<'a, T>(
+    instance: *mut Instance,
+) -> Result<&'a mut PluginInstance<T>, PluginError> {
+    // SAFETY: forwarded from the caller.
+    unsafe { instance.cast::<PluginInstance<T>>().as_mut() }
+        .ok_or_else(|| PluginError::invalid_argument("null instance"))
+}
+
+/// Borrows the instance behind a pointer, shared.
+///
+/// # Safety
+/// `instance` must be null or come from `create_instance::<T>` and not be destroyed.
+pub(crate) unsafe fn instance_ref<'a, T>(
+    instance: *const Instance,
+) -> Result<&'a PluginInstance<T>, PluginError> {
+    // SAFETY: forwarded from the caller.
+    unsafe { instance.cast::<PluginInstance<T>>().as_ref() }
+        .ok_or_else(|| PluginError::invalid_argument("null instance"))
+}
+
+/// `release` for both tables.
+pub(crate) unsafe extern "C" fn release<T>(instance: *mut Instance, handle: *mut Output) {
+    guard_void(|| {
+        // SAFETY: the host passes its live instance, or null.
+        let counter = unsafe { instance_ref::<T>(instance) }
+            .ok()
+            .map(|i| &i.outstanding);
+        // SAFETY: the handle came from this instance and is released once.
+        unsafe { release_output(handle, counter) };
+    });
+}
+
+/// `outstanding` for both tables.
+pub(crate) unsafe extern "C" fn outstanding<T>(instance: *const Instance) -> u64 {
+    // SAFETY: the host passes its live instance, or null.
+    unsafe { instance_ref::<T>(instance) }.map_or(0, |i| i.outstanding.load(Ordering::Relaxed))
 }
 
 /// Checks the out-pointers of a producing call.
@@ -94,7 +182,7 @@ pub(crate) unsafe fn publish<K: 'static, V: 'static>(
 ///
 /// # Safety
 /// `handle` must come from [`publish`] and not have been released before.
-pub(crate) unsafe fn release_output(handle: *mut Output, outstanding: Option<&AtomicU64>) {
+unsafe fn release_output(handle: *mut Output, outstanding: Option<&AtomicU64>) {
     if handle.is_null() {
         return;
     }

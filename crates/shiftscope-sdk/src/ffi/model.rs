@@ -1,40 +1,26 @@
 //! The model-adapter function table for a [`ModelAdapterPlugin`] type.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use shiftscope_abi::{
     ActivationSetView, InputView, Instance, LayerView, ModelAdapterTable, ModelDescriptionView,
     NamedTensorView, Output, PoolingView, Status, StrView, TensorView,
 };
 
-use super::export::{check_out, guard, guard_void, last_error, publish, release_output};
+use super::export::{
+    check_out, create_instance, destroy_instance, guard, instance_mut, last_error, outstanding,
+    publish, release,
+};
 use super::views::{
     layer_kind_to_abi, pooling_from_view, read_f32_tensor, read_slice, read_str, shape_to_i64,
     tensor_view,
 };
 use crate::{ActivationSet, ModelAdapterPlugin, ModelDescription, PluginError, TensorRef};
 
-struct ModelInstance<T> {
-    adapter: T,
-    outstanding: AtomicU64,
-}
-
-/// # Safety
-/// `instance` must be null or come from this table's `create` and not be destroyed.
-unsafe fn instance<'a, T>(
-    instance: *mut Instance,
-) -> Result<&'a mut ModelInstance<T>, PluginError> {
-    // SAFETY: forwarded from the caller.
-    unsafe { instance.cast::<ModelInstance<T>>().as_mut() }
-        .ok_or_else(|| PluginError::invalid_argument("null instance"))
-}
-
 /// The table for `T`, for a `static` in the plugin crate.
 pub const fn model_table<T: ModelAdapterPlugin>() -> ModelAdapterTable {
     ModelAdapterTable {
         size: size_of::<ModelAdapterTable>(),
         create: create::<T>,
-        destroy: destroy::<T>,
+        destroy: destroy_instance::<T>,
         last_error,
         describe: describe::<T>,
         run: run::<T>,
@@ -48,30 +34,8 @@ unsafe extern "C" fn create<T: ModelAdapterPlugin>(
     config: StrView,
     out: *mut *mut Instance,
 ) -> Status {
-    guard(|| {
-        if out.is_null() {
-            return Err(PluginError::invalid_argument("null output pointer"));
-        }
-        // SAFETY: the host lends the config for the call.
-        let config = unsafe { read_str(config, "config") }?;
-        let adapter = T::create(config)?;
-        let boxed = Box::new(ModelInstance {
-            adapter,
-            outstanding: AtomicU64::new(0),
-        });
-        // SAFETY: checked non-null; the host passes a writable slot.
-        unsafe { *out = Box::into_raw(boxed).cast() };
-        Ok(())
-    })
-}
-
-unsafe extern "C" fn destroy<T: ModelAdapterPlugin>(instance: *mut Instance) {
-    guard_void(|| {
-        if !instance.is_null() {
-            // SAFETY: made by `create` with `Box::into_raw`, destroyed once.
-            drop(unsafe { Box::from_raw(instance.cast::<ModelInstance<T>>()) });
-        }
-    });
+    // SAFETY: forwarded from the host.
+    unsafe { create_instance(config, out, T::create) }
 }
 
 /// Owned storage behind a [`ModelDescriptionView`].
@@ -199,8 +163,8 @@ unsafe extern "C" fn describe<T: ModelAdapterPlugin>(
     guard(|| {
         check_out(out, handle)?;
         // SAFETY: the host passes its live instance.
-        let inst = unsafe { instance::<T>(instance_ptr) }?;
-        let (keep, view) = description_view(inst.adapter.describe()?)?;
+        let inst = unsafe { instance_mut::<T>(instance_ptr) }?;
+        let (keep, view) = description_view(inst.inner.describe()?)?;
         // SAFETY: out-pointers checked above.
         unsafe { publish(keep, view, out, handle, &inst.outstanding) };
         Ok(())
@@ -219,6 +183,41 @@ unsafe fn layer_names(layers: *const StrView, n: usize) -> Result<Vec<String>, P
         .collect()
 }
 
+/// The shared body of `run` and `run_maps`: read the input tensor and the layer names,
+/// call `compute`, publish the activation set.
+///
+/// # Safety
+/// Every pointer must be valid as the ABI states for `run`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn activation_call<T: ModelAdapterPlugin>(
+    instance_ptr: *mut Instance,
+    input: *const TensorView,
+    what: &str,
+    layers: *const StrView,
+    n_layers: usize,
+    out: *mut *const ActivationSetView,
+    handle: *mut *mut Output,
+    compute: impl FnOnce(&mut T, TensorRef<'_>, &[String]) -> Result<ActivationSet, PluginError>,
+) -> Status {
+    guard(|| {
+        check_out(out, handle)?;
+        // SAFETY: the host passes its live instance.
+        let inst = unsafe { instance_mut::<T>(instance_ptr) }?;
+        // SAFETY: the host lends the input for the call.
+        let input = unsafe { input.as_ref() }
+            .ok_or_else(|| PluginError::invalid_argument(format!("null {what}")))?;
+        // SAFETY: as above.
+        let (shape, data) = unsafe { read_f32_tensor(input, what) }?;
+        // SAFETY: the host lends the names for the call.
+        let layers = unsafe { layer_names(layers, n_layers) }?;
+        let set = compute(&mut inst.inner, TensorRef::new(&shape, data)?, &layers)?;
+        let (keep, view) = activation_view(set)?;
+        // SAFETY: out-pointers checked above.
+        unsafe { publish(keep, view, out, handle, &inst.outstanding) };
+        Ok(())
+    })
+}
+
 unsafe extern "C" fn run<T: ModelAdapterPlugin>(
     instance_ptr: *mut Instance,
     batch: *const TensorView,
@@ -228,26 +227,19 @@ unsafe extern "C" fn run<T: ModelAdapterPlugin>(
     out: *mut *const ActivationSetView,
     handle: *mut *mut Output,
 ) -> Status {
-    guard(|| {
-        check_out(out, handle)?;
-        // SAFETY: the host passes its live instance.
-        let inst = unsafe { instance::<T>(instance_ptr) }?;
-        // SAFETY: the host lends the batch for the call.
-        let batch =
-            unsafe { batch.as_ref() }.ok_or_else(|| PluginError::invalid_argument("null batch"))?;
-        // SAFETY: as above.
-        let (shape, data) = unsafe { read_f32_tensor(batch, "batch") }?;
-        // SAFETY: the host lends the names for the call.
-        let layers = unsafe { layer_names(layers, n_layers) }?;
-        let pooling = pooling_from_view(pooling)?;
-        let set = inst
-            .adapter
-            .run(TensorRef::new(&shape, data)?, &layers, pooling)?;
-        let (keep, view) = activation_view(set)?;
-        // SAFETY: out-pointers checked above.
-        unsafe { publish(keep, view, out, handle, &inst.outstanding) };
-        Ok(())
-    })
+    // SAFETY: forwarded from the host.
+    unsafe {
+        activation_call::<T>(
+            instance_ptr,
+            batch,
+            "batch",
+            layers,
+            n_layers,
+            out,
+            handle,
+            |model, batch, layers| model.run(batch, layers, pooling_from_view(pooling)?),
+        )
+    }
 }
 
 unsafe extern "C" fn run_maps<T: ModelAdapterPlugin>(
@@ -258,41 +250,17 @@ unsafe extern "C" fn run_maps<T: ModelAdapterPlugin>(
     out: *mut *const ActivationSetView,
     handle: *mut *mut Output,
 ) -> Status {
-    guard(|| {
-        check_out(out, handle)?;
-        // SAFETY: the host passes its live instance.
-        let inst = unsafe { instance::<T>(instance_ptr) }?;
-        // SAFETY: the host lends the image for the call.
-        let image =
-            unsafe { image.as_ref() }.ok_or_else(|| PluginError::invalid_argument("null image"))?;
-        // SAFETY: as above.
-        let (shape, data) = unsafe { read_f32_tensor(image, "image") }?;
-        // SAFETY: the host lends the names for the call.
-        let layers = unsafe { layer_names(layers, n_layers) }?;
-        let set = inst
-            .adapter
-            .run_maps(TensorRef::new(&shape, data)?, &layers)?;
-        let (keep, view) = activation_view(set)?;
-        // SAFETY: out-pointers checked above.
-        unsafe { publish(keep, view, out, handle, &inst.outstanding) };
-        Ok(())
-    })
-}
-
-unsafe extern "C" fn release<T: ModelAdapterPlugin>(
-    instance_ptr: *mut Instance,
-    handle: *mut Output,
-) {
-    guard_void(|| {
-        // SAFETY: the host passes its live instance, or null.
-        let inst = unsafe { instance_ptr.cast::<ModelInstance<T>>().as_ref() };
-        // SAFETY: the handle came from this instance and is released once.
-        unsafe { release_output(handle, inst.map(|i| &i.outstanding)) };
-    });
-}
-
-unsafe extern "C" fn outstanding<T: ModelAdapterPlugin>(instance_ptr: *const Instance) -> u64 {
-    // SAFETY: the host passes its live instance, or null.
-    unsafe { instance_ptr.cast::<ModelInstance<T>>().as_ref() }
-        .map_or(0, |i| i.outstanding.load(Ordering::Relaxed))
+    // SAFETY: forwarded from the host.
+    unsafe {
+        activation_call::<T>(
+            instance_ptr,
+            image,
+            "image",
+            layers,
+            n_layers,
+            out,
+            handle,
+            T::run_maps,
+        )
+    }
 }
