@@ -42,6 +42,7 @@ fn main() -> ExitCode {
 
 /// Logs go to stderr: warnings by default, `-v` info, `-vv` debug, `-vvv` trace, `-q` errors.
 fn init_logging(verbose: u8, quiet: bool) {
+    use std::io::IsTerminal;
     use tracing::Level;
     let level = match (quiet, verbose) {
         (true, _) => Level::ERROR,
@@ -53,6 +54,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

@@ -67,7 +67,7 @@ impl Registry {
     }
 
     fn record(&mut self, error: LoadError) {
-        tracing::warn!("plugin not loaded: {error}");
+        tracing::info!("plugin not loaded: {error}");
         self.failures.push(LoadFailure {
             path: error.path().to_path_buf(),
             error,
