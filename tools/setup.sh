@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # Build: a C toolchain for linking and for crates that build C, pkg-config for -sys crates.
-packages=(gcc libc6-dev pkg-config)
+# Python with pip fetches the ONNX Runtime library from its PyPI wheel; binutils checks it.
+packages=(gcc libc6-dev pkg-config python3 python3-pip binutils)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -22,4 +23,6 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found. Install Rust 1.95 or newer (https://rustup.rs), then run this again." >&2
   exit 1
 fi
-echo "setup: ok ($(cargo --version))"
+# The ONNX Runtime library (from PyPI, cached; a no-op when already there).
+ort_lib="$("$(dirname "$0")/fetch-onnxruntime.sh")"
+echo "setup: ok ($(cargo --version); ONNX Runtime at $ort_lib)"

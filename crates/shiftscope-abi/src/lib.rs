@@ -322,6 +322,9 @@ pub struct LayerView {
     pub neurons: u64,
     /// 1 when the layer is in the default selection, else 0.
     pub default_selected: u32,
+    /// Why the layer matters, for selectors: `activation`, `block`, `pool`, `norm`,
+    /// `features` (the classifier's input), `logits`, or empty.
+    pub role: StrView,
 }
 
 /// What `describe` returns.
@@ -344,6 +347,10 @@ pub struct ModelDescriptionView {
     pub n_class_names: usize,
     /// Width of the logits.
     pub num_classes: u64,
+    /// Lines for people about how the model runs (runtime, device, batching).
+    pub notes: *const StrView,
+    /// Number of notes.
+    pub n_notes: usize,
 }
 
 /// A tensor with the name of the layer it came from.

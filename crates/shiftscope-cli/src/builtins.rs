@@ -8,6 +8,7 @@ pub(crate) fn builtin_plugins() -> Vec<Plugin> {
     vec![
         Plugin::builtin_dataset::<example_shift::ExampleShift>(),
         Plugin::builtin_model::<example_model::ExampleModel>(),
+        Plugin::builtin_model::<shiftscope_onnx::OnnxModel>(),
     ]
 }
 

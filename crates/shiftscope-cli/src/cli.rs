@@ -37,6 +37,38 @@ pub(crate) enum Command {
     /// folders), <exe dir>/plugins, ~/.local/share/shiftscope/plugins. The working
     /// directory is never searched.
     Plugins(PluginsArgs),
+
+    /// List the candidate layers of an ONNX model: name, op, kind, per-image shape, neurons,
+    /// and whether the selection records it.
+    ///
+    /// Kinds: conv ([C, H, W], a neuron is a channel), tokens ([T, D], a hidden unit), dense
+    /// ([D]) and logits. Without --select the default selection is shown: non-linearities after
+    /// convolutions, linear layers and residual additions, global pool, transformer block
+    /// outputs and MLP activations, final norm, the classifier input and the logits.
+    Layers(LayersArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LayersArgs {
+    /// The ONNX model file (read, never modified).
+    pub(crate) model: PathBuf,
+
+    /// Layers to select: `default`, `all`, `all-relu`, `blocks`, `kind:conv|tokens|dense|logits`,
+    /// `role:NAME`, `re:REGEX`, or exact names; comma-separated or repeated.
+    #[arg(long, short = 's', value_name = "SELECTOR")]
+    pub(crate) select: Vec<String>,
+
+    /// Device: `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: String,
+
+    /// The ONNX Runtime library (before ORT_DYLIB_PATH, the fetched copy, the system's).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ort_lib: Option<PathBuf>,
+
+    /// Show only the selected layers.
+    #[arg(long)]
+    pub(crate) selected_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 mod builtins;
 mod cli;
 mod commands;
+mod table;
 
 use std::process::ExitCode;
 
@@ -30,9 +31,18 @@ fn main() -> ExitCode {
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
         Command::Plugins(args) => commands::plugins::run(&cli, args),
+        Command::Layers(args) => commands::layers::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout (`shiftscope layers m.onnx | head`) is not a failure.
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

@@ -33,6 +33,7 @@ mod error;
 pub mod ffi;
 mod model;
 pub mod rng;
+mod select;
 mod tensor;
 
 pub use dataset::{Dataset, DatasetInfo, DatasetSource, DatasetSourcePlugin, Sample};
@@ -41,6 +42,7 @@ pub use model::{
     ActivationSet, ConvPooling, InputSpec, LayerInfo, LayerKind, ModelAdapter, ModelAdapterPlugin,
     ModelDescription, NamedTensor, Pooling, TokenPooling, pool_map,
 };
+pub use select::{LayerSelector, select_layers};
 pub use shiftscope_abi as abi;
 pub use tensor::{Tensor, TensorRef};
 

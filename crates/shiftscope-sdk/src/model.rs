@@ -63,6 +63,9 @@ pub struct LayerInfo {
     pub neurons: usize,
     /// Whether the layer is recorded when the user names none.
     pub default_selected: bool,
+    /// Why the layer matters, for selectors: `activation`, `block`, `pool`, `norm`,
+    /// `features` (the classifier's input), `logits`, or empty.
+    pub role: String,
 }
 
 /// What a model says about itself.
@@ -76,6 +79,8 @@ pub struct ModelDescription {
     pub class_names: Vec<String>,
     /// Width of the logits.
     pub num_classes: usize,
+    /// Lines for people about how the model runs (runtime library, device, batching).
+    pub notes: Vec<String>,
 }
 
 impl ModelDescription {

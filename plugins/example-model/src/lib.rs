@@ -125,23 +125,26 @@ impl ExampleModel {
     }
 
     fn layers() -> Vec<LayerInfo> {
-        let layer = |name: &str, op: &str, kind, shape: Vec<usize>| LayerInfo {
+        let layer = |name: &str, op: &str, kind, shape: Vec<usize>, role: &str| LayerInfo {
             name: name.to_owned(),
             op: op.to_owned(),
             kind,
             neurons: shape[0],
             shape,
             default_selected: true,
+            role: role.to_owned(),
         };
+        let conv_shape = vec![CONV_C, CONV_SIDE, CONV_SIDE];
         vec![
+            layer("conv1", "Relu", LayerKind::Conv, conv_shape, "activation"),
+            layer("fc1", "Relu", LayerKind::Dense, vec![HIDDEN], "features"),
             layer(
-                "conv1",
-                "Relu",
-                LayerKind::Conv,
-                vec![CONV_C, CONV_SIDE, CONV_SIDE],
+                "logits",
+                "Gemm",
+                LayerKind::Logits,
+                vec![CLASSES.len()],
+                "logits",
             ),
-            layer("fc1", "Relu", LayerKind::Dense, vec![HIDDEN]),
-            layer("logits", "Gemm", LayerKind::Logits, vec![CLASSES.len()]),
         ]
     }
 
@@ -222,6 +225,7 @@ impl ModelAdapter for ExampleModel {
             layers: ExampleModel::layers(),
             class_names: CLASSES.iter().map(|&c| c.to_owned()).collect(),
             num_classes: CLASSES.len(),
+            notes: vec!["pure-Rust example network with fixed random weights".to_owned()],
         })
     }
 

@@ -6,6 +6,7 @@ use shiftscope_host::{PluginSource, SearchPath};
 
 use crate::builtins::registry;
 use crate::cli::{Cli, PluginsArgs};
+use crate::table::write_table;
 
 pub(crate) fn run(cli: &Cli, args: &PluginsArgs) -> anyhow::Result<()> {
     let search = SearchPath::standard(&cli.plugin_paths);
@@ -31,31 +32,11 @@ pub(crate) fn run(cli: &Cli, args: &PluginsArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let header = ["KIND", "NAME", "VERSION", "ABI", "SOURCE"].map(str::to_owned);
-    let widths: Vec<usize> = (0..4)
-        .map(|c| {
-            rows.iter()
-                .chain([&header])
-                .map(|r| r[c].len())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in std::iter::once(&header).chain(&rows) {
-        writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        )?;
-    }
+    write_table(
+        &mut out,
+        ["KIND", "NAME", "VERSION", "ABI", "SOURCE"],
+        &rows,
+    )?;
     if args.build_info {
         writeln!(out, "\nBuild information:")?;
         for p in registry.plugins() {

@@ -45,6 +45,7 @@ struct DescriptionKeep {
     _inputs: Vec<InputView>,
     _layers: Vec<LayerView>,
     _class_names: Vec<StrView>,
+    _notes: Vec<StrView>,
 }
 
 fn description_view(
@@ -86,6 +87,7 @@ fn description_view(
             rank: dims.len() as u32,
             neurons: layer.neurons as u64,
             default_selected: u32::from(layer.default_selected),
+            role: StrView::new(&layer.role),
         })
         .collect();
     let class_names: Vec<StrView> = description
@@ -93,6 +95,7 @@ fn description_view(
         .iter()
         .map(|s| StrView::new(s))
         .collect();
+    let notes: Vec<StrView> = description.notes.iter().map(|s| StrView::new(s)).collect();
     let view = ModelDescriptionView {
         size: size_of::<ModelDescriptionView>(),
         inputs: inputs.as_ptr(),
@@ -102,6 +105,8 @@ fn description_view(
         class_names: class_names.as_ptr(),
         n_class_names: class_names.len(),
         num_classes: description.num_classes as u64,
+        notes: notes.as_ptr(),
+        n_notes: notes.len(),
     };
     // Moving the vectors into the keep struct moves no heap data: the view stays valid.
     Ok((
@@ -111,6 +116,7 @@ fn description_view(
             _inputs: inputs,
             _layers: layers,
             _class_names: class_names,
+            _notes: notes,
         },
         view,
     ))

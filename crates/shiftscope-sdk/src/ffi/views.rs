@@ -235,6 +235,7 @@ pub unsafe fn read_description(
                     neurons: usize::try_from(layer.neurons)
                         .map_err(|_| bad(format!("layer {name}: neuron count")))?,
                     default_selected: layer.default_selected != 0,
+                    role: read_str(layer.role, "layer role")?.to_owned(),
                     name,
                 })
             })
@@ -246,10 +247,18 @@ pub unsafe fn read_description(
             },
             "class names",
         )?;
+        let notes = read_str_list(
+            &StrListView {
+                items: view.notes,
+                n_items: view.n_notes,
+            },
+            "notes",
+        )?;
         Ok(ModelDescription {
             inputs,
             layers,
             class_names,
+            notes,
             num_classes: usize::try_from(view.num_classes)
                 .map_err(|_| bad("class count does not fit this machine"))?,
         })
