@@ -16,11 +16,21 @@ fn binary() -> PathBuf {
     .clone()
 }
 
+/// shiftscope's cache of the real user (where setup put ONNX Runtime), kept when HOME moves.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("SHIFTSCOPE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("shiftscope")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/shiftscope")))
+        .expect("HOME is set")
+}
+
 /// Runs the binary with a private HOME and no inherited plugin path.
 fn run(args: &[&str], home: &std::path::Path) -> Output {
     Command::new(binary())
         .args(args)
         .env("HOME", home)
+        .env("SHIFTSCOPE_CACHE", cache_dir())
         .env_remove("SHIFTSCOPE_PLUGIN_PATH")
         .output()
         .expect("run shiftscope")
@@ -161,4 +171,125 @@ fn version_help_and_log_levels() {
     let bad = run(&["no-such-command"], home.path());
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("unrecognized subcommand"));
+}
+
+#[test]
+fn layers_prints_the_table_and_the_selection() {
+    let home = tempfile::tempdir().unwrap();
+    let cnn = common::model("cnn.onnx");
+    let out = run(&["layers", cnn.to_str().unwrap()], home.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("NAME"), "{stdout}");
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        row("conv1_relu"),
+        [
+            "conv1_relu",
+            "Relu",
+            "conv",
+            "[8,",
+            "16,",
+            "16]",
+            "8",
+            "yes"
+        ]
+    );
+    assert_eq!(
+        row("pool1"),
+        ["pool1", "MaxPool", "conv", "[8,", "8,", "8]", "8"]
+    );
+    assert_eq!(
+        row("logits"),
+        ["logits", "Gemm", "logits", "[10]", "10", "yes"]
+    );
+    assert!(
+        stdout.contains("11 candidate layers; 5 selected, 42 neurons per image recorded"),
+        "{stdout}"
+    );
+
+    let out = run(
+        &[
+            "layers",
+            cnn.to_str().unwrap(),
+            "-s",
+            "all-relu",
+            "--selected-only",
+        ],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.ends_with("yes"))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        names,
+        ["conv1_relu", "conv2_relu", "block1_relu"],
+        "{stdout}"
+    );
+
+    let vit = common::model("vit.onnx");
+    let out = run(
+        &[
+            "layers",
+            vit.to_str().unwrap(),
+            "--select",
+            "blocks",
+            "--selected-only",
+        ],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("block1_out") && stdout.contains("block2_out"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 selected"), "{stdout}");
+}
+
+#[test]
+fn layers_errors_name_the_file_and_what_was_wrong() {
+    let home = tempfile::tempdir().unwrap();
+    let readme = common::workspace_file("README.md");
+    let out = run(&["layers", readme.to_str().unwrap()], home.path());
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("README.md: not a readable ONNX model"),
+        "{stderr}"
+    );
+
+    let cnn = common::model("cnn.onnx");
+    let out = run(
+        &[
+            "layers",
+            cnn.to_str().unwrap(),
+            "--ort-lib",
+            "/nonexistent/libonnxruntime.so",
+        ],
+        home.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("/nonexistent/libonnxruntime.so")
+            && stderr.contains("tools/fetch-onnxruntime.sh"),
+        "{stderr}"
+    );
+
+    let out = run(&["layers", cnn.to_str().unwrap(), "-s", "fc9"], home.path());
+    assert!(text(&out.stderr).contains("no layer named 'fc9'"));
+    let out = run(
+        &["layers", cnn.to_str().unwrap(), "--device", "tpu"],
+        home.path(),
+    );
+    assert!(text(&out.stderr).contains("unknown device 'tpu'"));
 }

@@ -88,3 +88,18 @@ fn static_and_dynamic_forms_give_identical_results() {
     assert_eq!(ra, rb);
     assert_eq!(ra.layers[0].tensor.shape(), [3, 8]);
 }
+
+#[test]
+fn onnx_adapter_dynamic_conforms_on_both_fixture_models() {
+    let plugin = dynamic("shiftscope_onnx");
+    for file in ["cnn.onnx", "vit.onnx"] {
+        // RON strings escape like Rust's Debug for the paths used here.
+        let config = format!("(model: {:?})", common::model(file));
+        let mut model = plugin.create_model_unchecked(&config).unwrap();
+        check_model_adapter(model.as_mut()).assert_passed(MIN_MODEL_CHECKS);
+        assert_eq!(model.outstanding_outputs(), Some(0));
+        // The checked form the runtime gets passes too.
+        let mut checked = plugin.create_model(&config).unwrap();
+        check_model_adapter(checked.as_mut()).assert_passed(MIN_MODEL_CHECKS);
+    }
+}

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Every plugin package the tests load dynamically.
-pub(crate) const PLUGIN_PACKAGES: [&str; 6] = [
+pub(crate) const PLUGIN_PACKAGES: [&str; 7] = [
     "example-shift",
     "example-model",
+    "shiftscope-onnx",
     "fixture-wrong-abi",
     "fixture-no-entry",
     "fixture-panicking-source",
@@ -39,6 +40,20 @@ pub(crate) fn folder_with(names: &[&str]) -> tempfile::TempDir {
         std::fs::copy(&lib, dir.path().join(file)).expect("copy library");
     }
     dir
+}
+
+/// A fixture ONNX model made by `tools/make_fixture_models.py`.
+#[allow(dead_code)]
+pub(crate) fn model(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/models")
+        .join(name)
+}
+
+/// A file of the repository.
+#[allow(dead_code)]
+pub(crate) fn workspace_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name)
 }
 
 /// The file name of a path, for messages.

@@ -169,14 +169,14 @@ impl Graph {
         };
         let mut head = head;
         // A head written as MatMul + Add(bias): the features are the MatMul's input.
-        if self.nodes[head].op == "Add" {
-            if let Some(&matmul) = self.nodes[head].inputs.iter().find_map(|i| {
+        if self.nodes[head].op == "Add"
+            && let Some(&matmul) = self.nodes[head].inputs.iter().find_map(|i| {
                 self.producer
                     .get(i)
                     .filter(|&&p| self.nodes[p].op == "MatMul")
-            }) {
-                head = matmul;
-            }
+            })
+        {
+            head = matmul;
         }
         let mut found = Vec::new();
         let mut current = self.nodes[head].inputs.first().cloned();

@@ -211,10 +211,9 @@ impl Graph {
                 kind,
                 pooling,
             } = item
+                && !matches!(kind, LayerKind::Dense | LayerKind::Logits)
             {
-                if !matches!(kind, LayerKind::Dense | LayerKind::Logits) {
-                    add_pooling(graph, opset, name, *kind, *pooling, &output);
-                }
+                add_pooling(graph, opset, name, *kind, *pooling, &output);
             }
             let mut info = ValueInfoProto::new();
             info.name = output;

@@ -321,7 +321,11 @@ impl OnnxModel {
             let bytes = self.graph.with_outputs(key)?;
             let session = self.build_session(&bytes, self.device, self.level())?;
             // Every requested output must have survived optimisation.
-            let present: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+            let present: Vec<&str> = session
+                .outputs()
+                .iter()
+                .map(ort::value::Outlet::name)
+                .collect();
             for exposed in key {
                 let name = exposed.output_name();
                 if !present.contains(&name.as_str()) {

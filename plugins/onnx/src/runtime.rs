@@ -43,7 +43,10 @@ fn choose_library(
     prefer_gpu: bool,
 ) -> Result<(PathBuf, String), PluginError> {
     if let Some(path) = explicit {
-        return Ok((path.to_path_buf(), "--ort-lib or ort_lib in the model config".to_owned()));
+        return Ok((
+            path.to_path_buf(),
+            "--ort-lib or ort_lib in the model config".to_owned(),
+        ));
     }
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return Ok((PathBuf::from(path), "ORT_DYLIB_PATH".to_owned()));

@@ -23,11 +23,11 @@ fn batch(n: usize) -> Tensor {
             .map(|_| rng.uniform(-1.0, 1.0))
             .collect(),
     )
-    .unwrap()
+    .expect("batch tensor")
 }
 
 fn defaults(model: &mut OnnxModel) -> Vec<String> {
-    select_layers(&model.describe().unwrap(), &[]).unwrap()
+    select_layers(&model.describe().expect("describe"), &[]).expect("default selection")
 }
 
 #[test]
