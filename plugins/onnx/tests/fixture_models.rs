@@ -222,3 +222,52 @@ fn conformance_static() {
         shiftscope_testkit::check_model_adapter(&mut model).assert_passed(15);
     }
 }
+
+#[test]
+fn a_model_with_a_fixed_batch_of_one_runs_image_by_image() {
+    use onnx_protobuf::{Message, ModelProto};
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("cnn.onnx")).unwrap();
+    let mut proto = ModelProto::parse_from_bytes(&bytes).unwrap();
+    let graph = proto.graph.mut_or_insert_default();
+    for value in graph.input.iter_mut().chain(graph.output.iter_mut()) {
+        let tensor = value.type_.mut_or_insert_default().mut_tensor_type();
+        tensor.shape.mut_or_insert_default().dim[0].set_dim_value(1);
+    }
+    let fixed = dir.path().join("fixed_batch.onnx");
+    std::fs::write(&fixed, proto.write_to_bytes().unwrap()).unwrap();
+
+    let mut fixed_model = OnnxModel::from_path(&fixed).unwrap();
+    let d = fixed_model.describe().unwrap();
+    assert_eq!(d.inputs[0].shape[0], Some(1));
+    assert!(
+        d.notes.iter().any(|n| n.contains("fixed batch of 1")),
+        "{:?}",
+        d.notes
+    );
+    let names = defaults(&mut fixed_model);
+    let input = batch(3);
+    let got = fixed_model
+        .run(input.view(), &names, Pooling::default())
+        .unwrap();
+    let mut dynamic = OnnxModel::from_path(&fixture("cnn.onnx")).unwrap();
+    let want = dynamic
+        .run(input.view(), &names, Pooling::default())
+        .unwrap();
+    assert_eq!(got.logits.shape(), [3, 10]);
+    let pairs = got
+        .layers
+        .iter()
+        .map(|l| (l.name.as_str(), &l.tensor))
+        .zip(want.layers.iter().map(|l| &l.tensor))
+        .chain([(("logits", &got.logits), &want.logits)]);
+    for ((name, g), w) in pairs {
+        assert_eq!(g.shape(), w.shape(), "{name}");
+        for (a, b) in g.data().iter().zip(w.data()) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{name}: {a} vs {b}"
+            );
+        }
+    }
+}
