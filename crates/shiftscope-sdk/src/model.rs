@@ -139,6 +139,19 @@ pub struct ActivationSet {
     pub logits: Tensor,
 }
 
+impl ActivationSet {
+    /// How many NaN or infinite values each layer holds (the logits last, named `logits`),
+    /// for the recorder to count and report per layer instead of storing them silently.
+    pub fn non_finite_counts(&self) -> Vec<(&str, usize)> {
+        let count = |t: &Tensor| t.data().iter().filter(|v| !v.is_finite()).count();
+        self.layers
+            .iter()
+            .map(|l| (l.name.as_str(), count(&l.tensor)))
+            .chain([("logits", count(&self.logits))])
+            .collect()
+    }
+}
+
 /// A model that can be run on image batches while its layers are recorded.
 ///
 /// An instance is used by one thread at a time; it may move between threads.
@@ -276,6 +289,18 @@ mod tests {
         );
         assert!(pool_map(LayerKind::Conv, &[2, 2], &map, Pooling::default()).is_err());
         assert!(pool_map(LayerKind::Dense, &[3], &map, Pooling::default()).is_err());
+    }
+
+    #[test]
+    fn non_finite_values_are_counted_per_layer() {
+        let set = ActivationSet {
+            layers: vec![NamedTensor {
+                name: "fc1".into(),
+                tensor: Tensor::new(vec![2, 2], vec![1.0, f32::NAN, f32::INFINITY, 0.0]).unwrap(),
+            }],
+            logits: Tensor::new(vec![1, 2], vec![f32::NEG_INFINITY, 2.0]).unwrap(),
+        };
+        assert_eq!(set.non_finite_counts(), vec![("fc1", 2), ("logits", 1)]);
     }
 
     #[test]
