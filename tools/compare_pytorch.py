@@ -7,8 +7,8 @@ records it with shiftscope's ONNX adapter (the `record` example binary) on four
 random inputs, computes the same activations in PyTorch with forward hooks on the
 same inputs, and prints, per recorded layer, the maximum absolute and relative
 error. Each model is recorded twice: with shiftscope's default layer selection,
-and with the selector "all" (every candidate tensor), of which those that are a
-module's output are compared.
+and with the selector "all" (every candidate tensor), of which those that map to
+a module call's output or input (rules below) are compared.
 
 The ViT is torchvision's vit_b_16 by default (`--vit small`: a 4-layer,
 192-wide VisionTransformer, for slow machines). Its classifier head is
