@@ -32,6 +32,7 @@ fn run(args: &[&str], home: &std::path::Path) -> Output {
         .env("HOME", home)
         .env("SHIFTSCOPE_CACHE", cache_dir())
         .env_remove("SHIFTSCOPE_PLUGIN_PATH")
+        .env_remove("SHIFTSCOPE_DATA")
         .output()
         .expect("run shiftscope")
 }
@@ -292,4 +293,37 @@ fn layers_errors_name_the_file_and_what_was_wrong() {
         home.path(),
     );
     assert!(text(&out.stderr).contains("unknown device 'tpu'"));
+}
+
+#[test]
+fn datasets_lists_every_catalog_entry_with_size_classes_and_source() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(&["datasets"], home.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let id = row("colored-mnist/id");
+    assert!(id.contains("10000") && id.contains(" 10 "), "{id}");
+    // With a private HOME and no SHIFTSCOPE_DATA there are no MNIST files: said so.
+    assert!(id.contains("procedural digits"), "{id}");
+    assert!(
+        row("colored-mnist/permuted/train").contains("60000"),
+        "{stdout}"
+    );
+    assert!(row("example-shift/noisy").contains("noise"), "{stdout}");
+    let only = run(&["datasets", "--only", "example-shift"], home.path());
+    assert_eq!(
+        text(&only.stdout).lines().count(),
+        3,
+        "{}",
+        text(&only.stdout)
+    );
+    let none = run(&["datasets", "--only", "nope"], home.path());
+    assert!(!none.status.success());
 }

@@ -103,3 +103,25 @@ fn onnx_adapter_dynamic_conforms_on_both_fixture_models() {
         check_model_adapter(checked.as_mut()).assert_passed(MIN_MODEL_CHECKS);
     }
 }
+
+#[test]
+fn colored_mnist_conforms_in_both_forms_and_they_agree() {
+    let config = "(procedural: true, train_len: 40, test_len: 30)";
+    let builtin = Plugin::builtin_dataset::<colored_mnist::ColoredMnist>();
+    let a = builtin.create_dataset_source_unchecked(config).unwrap();
+    check_dataset_source(a.as_ref()).assert_passed(100);
+    let loaded = dynamic("colored_mnist");
+    let b = loaded.create_dataset_source_unchecked(config).unwrap();
+    check_dataset_source(b.as_ref()).assert_passed(100);
+    assert_eq!(b.outstanding_outputs(), Some(0));
+    for name in [
+        "colored-mnist/id",
+        "colored-mnist/permuted/train",
+        "colored-mnist/random",
+    ] {
+        let (da, db) = (a.open(name).unwrap(), b.open(name).unwrap());
+        for i in [0, 7, 29] {
+            assert_eq!(da.get(i).unwrap(), db.get(i).unwrap(), "{name} {i}");
+        }
+    }
+}

@@ -46,6 +46,17 @@ pub(crate) enum Command {
     /// convolutions, linear layers and residual additions, global pool, transformer block
     /// outputs and MLP activations, final norm, the classifier input and the logits.
     Layers(LayersArgs),
+
+    /// List every dataset every dataset-source plugin offers: name, shift family, size,
+    /// classes and where the images come from (files or procedural).
+    Datasets(DatasetsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DatasetsArgs {
+    /// Only the datasets of this plugin.
+    #[arg(long, value_name = "PLUGIN")]
+    pub(crate) only: Option<String>,
 }
 
 #[derive(Debug, Args)]

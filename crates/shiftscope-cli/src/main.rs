@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Plugins(args) => commands::plugins::run(&cli, args),
         Command::Layers(args) => commands::layers::run(&cli, args),
+        Command::Datasets(args) => commands::datasets::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
