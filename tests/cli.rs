@@ -327,3 +327,47 @@ fn datasets_lists_every_catalog_entry_with_size_classes_and_source() {
     let none = run(&["datasets", "--only", "nope"], home.path());
     assert!(!none.status.success());
 }
+
+#[test]
+fn datasets_preview_writes_a_contact_sheet() {
+    let home = tempfile::tempdir().unwrap();
+    let sheet = home.path().join("sheet.png");
+    let out = run(
+        &[
+            "datasets",
+            "preview",
+            "colored-mnist/id",
+            "colored-mnist/permuted",
+            "--count",
+            "8",
+            "--out",
+            sheet.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("2 datasets"), "{stdout}");
+    let bytes = std::fs::read(&sheet).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+    // IHDR: width and height, big-endian, at bytes 16..24: 8 cells of 84 px plus gaps.
+    let width = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+    assert_eq!(width, 6 + 8 * (84 + 6));
+
+    let bad = run(
+        &[
+            "datasets",
+            "preview",
+            "nope/nothing",
+            "--out",
+            sheet.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("no dataset plugin opens 'nope/nothing'"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

@@ -54,9 +54,38 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct DatasetsArgs {
+    #[command(subcommand)]
+    pub(crate) action: Option<DatasetsAction>,
+
     /// Only the datasets of this plugin.
     #[arg(long, value_name = "PLUGIN")]
     pub(crate) only: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DatasetsAction {
+    /// Write a contact sheet (PNG) of the first images of one or more datasets, each image
+    /// with its label: what a dataset or a shift looks like.
+    Preview(PreviewArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PreviewArgs {
+    /// Dataset names, as `shiftscope datasets` lists them (one block each).
+    #[arg(required = true, value_name = "NAME")]
+    pub(crate) names: Vec<String>,
+
+    /// The PNG file to write.
+    #[arg(long, short)]
+    pub(crate) out: PathBuf,
+
+    /// Images per dataset.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) count: usize,
+
+    /// Images per row.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) columns: usize,
 }
 
 #[derive(Debug, Args)]
