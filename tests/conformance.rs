@@ -4,7 +4,7 @@
 mod common;
 
 use shiftscope_host::{Origin, Plugin};
-use shiftscope_sdk::{Pooling, Tensor};
+use shiftscope_sdk::{ModelAdapter, Pooling, Tensor};
 use shiftscope_testkit::{check_dataset_source, check_model_adapter};
 
 /// Enough checks that a run which skipped most of the suite cannot pass.
@@ -41,7 +41,7 @@ fn example_model_static_conforms() {
     let mut model = plugin.create_model_unchecked("(seed: 5)").unwrap();
     check_model_adapter(model.as_mut()).assert_passed(MIN_MODEL_CHECKS);
     let mut checked = plugin.create_model("(seed: 5)").unwrap();
-    check_model_adapter(checked.as_mut()).assert_passed(MIN_MODEL_CHECKS);
+    check_model_adapter(&mut checked).assert_passed(MIN_MODEL_CHECKS);
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn onnx_adapter_dynamic_conforms_on_both_fixture_models() {
         assert_eq!(model.outstanding_outputs(), Some(0));
         // The checked form the runtime gets passes too.
         let mut checked = plugin.create_model(&config).unwrap();
-        check_model_adapter(checked.as_mut()).assert_passed(MIN_MODEL_CHECKS);
+        check_model_adapter(&mut checked).assert_passed(MIN_MODEL_CHECKS);
     }
 }
 
@@ -124,4 +124,37 @@ fn colored_mnist_conforms_in_both_forms_and_they_agree() {
             assert_eq!(da.get(i).unwrap(), db.get(i).unwrap(), "{name} {i}");
         }
     }
+}
+
+#[test]
+fn nan_and_inf_are_counted_per_layer() {
+    let plugin = dynamic("shiftscope_onnx");
+    let config = format!("(model: {:?})", common::model("cnn.onnx"));
+    let mut model = plugin.create_model(&config).unwrap();
+    let layers = vec!["conv1_relu".to_owned(), "flatten".to_owned()];
+    let clean = Tensor::new(vec![2, 3, 16, 16], vec![0.5; 2 * 3 * 16 * 16]).unwrap();
+    model
+        .run(clean.view(), &layers, Pooling::default())
+        .unwrap();
+    assert!(model.non_finite_counts().is_empty());
+    // One NaN pixel in the second image spreads through every layer of that image.
+    let mut data = vec![0.5; 2 * 3 * 16 * 16];
+    data[3 * 16 * 16 + 40] = f32::NAN;
+    let poisoned = Tensor::new(vec![2, 3, 16, 16], data).unwrap();
+    model
+        .run(poisoned.view(), &layers, Pooling::default())
+        .unwrap();
+    let counts = model.non_finite_counts().to_vec();
+    let count = |name: &str| {
+        counts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, c)| *c)
+    };
+    assert!(
+        count("conv1_relu") >= 1 && count("conv1_relu") <= 8,
+        "{counts:?}"
+    );
+    assert_eq!(count("flatten"), 8, "{counts:?}");
+    assert_eq!(count("logits"), 10, "{counts:?}");
 }

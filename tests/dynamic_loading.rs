@@ -7,7 +7,7 @@ use shiftscope_abi::{ABI_MAJOR, ABI_MINOR};
 use shiftscope_host::{
     LoadError, Origin, Plugin, PluginKindName, PluginSource, Registry, SearchPath,
 };
-use shiftscope_sdk::{ErrorKind, Pooling, Tensor};
+use shiftscope_sdk::{ErrorKind, ModelAdapter, Pooling, Tensor};
 
 #[test]
 fn example_plugins_load_with_their_identity() {

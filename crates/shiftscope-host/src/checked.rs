@@ -7,11 +7,13 @@ use shiftscope_sdk::{
     PluginError, Pooling, Sample, TensorRef,
 };
 
-/// A model adapter whose outputs are checked against its description.
+/// A model adapter whose outputs are checked against its description, and whose NaN and
+/// infinite values are counted per layer (and logged as a warning when they appear).
 pub struct CheckedModel {
     inner: Box<dyn ModelAdapter>,
     who: String,
     description: Option<ModelDescription>,
+    non_finite: Vec<(String, u64)>,
 }
 
 impl std::fmt::Debug for CheckedModel {
@@ -64,6 +66,29 @@ impl CheckedModel {
             inner,
             who,
             description: None,
+            non_finite: Vec::new(),
+        }
+    }
+
+    /// NaN and infinite values seen so far in `run` outputs, per layer (the logits as
+    /// `logits`), in the order first seen; layers without any are not listed.
+    pub fn non_finite_counts(&self) -> &[(String, u64)] {
+        &self.non_finite
+    }
+
+    fn count_non_finite(&mut self, set: &ActivationSet) {
+        for (layer, n) in set.non_finite_counts() {
+            if n == 0 {
+                continue;
+            }
+            tracing::warn!(
+                "{}: layer '{layer}' returned {n} NaN or infinite values",
+                self.who
+            );
+            match self.non_finite.iter_mut().find(|(name, _)| name == layer) {
+                Some((_, total)) => *total += n as u64,
+                None => self.non_finite.push((layer.to_owned(), n as u64)),
+            }
         }
     }
 
@@ -177,6 +202,7 @@ impl ModelAdapter for CheckedModel {
             .map_err(|e| self.err("run", e))?;
         self.check_set(&set, layers, n, |layer| vec![layer.neurons])
             .map_err(|e| self.err("run", e))?;
+        self.count_non_finite(&set);
         Ok(set)
     }
 

@@ -181,9 +181,9 @@ impl Plugin {
 
     /// A model adapter instance whose outputs are checked against its own description:
     /// what the runtime uses.
-    pub fn create_model(&self, config: &str) -> Result<Box<dyn ModelAdapter>, PluginError> {
+    pub fn create_model(&self, config: &str) -> Result<CheckedModel, PluginError> {
         let inner = self.create_model_unchecked(config)?;
-        Ok(Box::new(CheckedModel::new(inner, self.info.to_string())))
+        Ok(CheckedModel::new(inner, self.info.to_string()))
     }
 
     /// A dataset source instance whose datasets' samples are checked: what the runtime uses.

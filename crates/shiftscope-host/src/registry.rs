@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use shiftscope_sdk::{DatasetSource, ModelAdapter, PluginError};
+use shiftscope_sdk::{DatasetSource, PluginError};
+
+use crate::checked::CheckedModel;
 
 use crate::{LoadError, Plugin, PluginKindName, SearchPath};
 
@@ -110,11 +112,7 @@ impl Registry {
     }
 
     /// A checked model adapter instance of the plugin `name`.
-    pub fn create_model(
-        &self,
-        name: &str,
-        config: &str,
-    ) -> Result<Box<dyn ModelAdapter>, PluginError> {
+    pub fn create_model(&self, name: &str, config: &str) -> Result<CheckedModel, PluginError> {
         self.find(name, PluginKindName::ModelAdapter)?
             .create_model(config)
     }

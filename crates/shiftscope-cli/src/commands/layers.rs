@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 use shiftscope_onnx::{Config, Device};
-use shiftscope_sdk::select_layers;
+use shiftscope_sdk::{ModelAdapter, select_layers};
 
 use crate::builtins::registry;
 use crate::cli::{Cli, LayersArgs};
