@@ -371,3 +371,64 @@ fn datasets_preview_writes_a_contact_sheet() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn verify_checks_a_store_and_names_a_damaged_file() {
+    use shiftscope_store::{LayerEntry, Manifest, ModelEntry, Precision, Role, StoreWriter};
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("store");
+    let manifest = Manifest {
+        schema_version: shiftscope_store::SCHEMA_VERSION,
+        tool_version: "test".into(),
+        created_unix: 0,
+        model: ModelEntry {
+            path: "m.onnx".into(),
+            sha256: String::new(),
+            adapter: "onnx".into(),
+            preprocessing: serde_json::Value::Null,
+            input_shape: vec![],
+        },
+        layers: vec![LayerEntry {
+            id: String::new(),
+            name: "fc1".into(),
+            op: "Relu".into(),
+            kind: "dense".into(),
+            neurons: 2,
+            pooling: "none".into(),
+        }],
+        classes: vec!["a".into(), "b".into()],
+        thumb: 2,
+        precision: Precision::F32,
+        datasets: vec![],
+    };
+    let mut store = StoreWriter::create(&root, manifest).unwrap();
+    let mut writer = store
+        .dataset("d/id", "p", Default::default(), Role::Id, 2)
+        .unwrap();
+    writer
+        .write_rows(0, &[0, 1], &[0.0; 4], &[7; 24], &[&[1.0, 2.0, 3.0, 4.0]])
+        .unwrap();
+    writer.commit(2).unwrap();
+    writer.finish(&mut store).unwrap();
+
+    let out = run(&["verify", root.to_str().unwrap()], home.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("4 files verified, 0 mismatched"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let labels = root.join("datasets/d_id/labels.npy");
+    let mut bytes = std::fs::read(&labels).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&labels, &bytes).unwrap();
+    let out = run(&["verify", root.to_str().unwrap()], home.path());
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout).contains(&format!("MISMATCH {}", labels.display())),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -50,6 +50,16 @@ pub(crate) enum Command {
     /// List every dataset every dataset-source plugin offers: name, shift family, size,
     /// classes and where the images come from (files or procedural).
     Datasets(DatasetsArgs),
+
+    /// Recompute the checksum of every file of an activation store and compare with the
+    /// manifest; also checks every file's header and size. Exit status 1 on any mismatch.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The store folder.
+    pub(crate) store: PathBuf,
 }
 
 #[derive(Debug, Args)]

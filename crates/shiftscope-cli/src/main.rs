@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Plugins(args) => commands::plugins::run(&cli, args),
         Command::Layers(args) => commands::layers::run(&cli, args),
         Command::Datasets(args) => commands::datasets::run(&cli, args),
+        Command::Verify(args) => commands::verify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,3 +3,4 @@
 pub(crate) mod datasets;
 pub(crate) mod layers;
 pub(crate) mod plugins;
+pub(crate) mod verify;
