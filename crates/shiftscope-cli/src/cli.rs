@@ -54,6 +54,17 @@ pub(crate) enum Command {
     /// Recompute the checksum of every file of an activation store and compare with the
     /// manifest; also checks every file's header and size. Exit status 1 on any mismatch.
     Verify(VerifyArgs),
+
+    /// Record every dataset of a study config (RON) into its activation store: the ID dataset
+    /// first; complete datasets are skipped and interrupted ones resume at the last committed
+    /// batch. See config/ for examples.
+    Extract(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExtractArgs {
+    /// The study config.
+    pub(crate) config: PathBuf,
 }
 
 #[derive(Debug, Args)]

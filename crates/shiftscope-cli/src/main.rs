@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Command::Layers(args) => commands::layers::run(&cli, args),
         Command::Datasets(args) => commands::datasets::run(&cli, args),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Extract(args) => commands::extract::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod datasets;
+pub(crate) mod extract;
 pub(crate) mod layers;
 pub(crate) mod plugins;
 pub(crate) mod verify;

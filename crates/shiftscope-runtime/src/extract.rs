@@ -1,0 +1,573 @@
+//! Recording: every dataset of a study through the model into the store.
+//!
+//! ```text
+//!  dispatcher ─blocks─▶ readers ×R (get, preprocess, thumbnail) ─▶ adapter (in order, run) ─▶ writer (write, commit)
+//!      ▲                                                                │
+//!      └──────────────────────────── credits ◀──────────────────────────┘
+//! ```
+//! A block is one batch of consecutive indices. Channels are bounded and the dispatcher
+//! needs a credit per block, so at most `window` blocks are in flight whatever the dataset's
+//! size: memory stays flat. Blocks are run in index order, and every batch is committed to the
+//! store after it is written, so an interrupted run resumes at the last committed batch and
+//! produces the same bytes as an uninterrupted one.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, Sender, bounded};
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sha2::{Digest, Sha256};
+use shiftscope_host::Registry;
+use shiftscope_host::checked::CheckedModel;
+use shiftscope_sdk::{
+    Dataset, ModelAdapter, ModelDescription, PluginError, Pooling, TensorRef, select_layers,
+};
+use shiftscope_store::{DatasetWriter, LayerEntry, Manifest, ModelEntry, Role, StoreWriter};
+
+use crate::{Preprocessing, StudyConfig};
+
+/// Why recording stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// A plugin failed (the message names it).
+    #[error("{0}")]
+    Plugin(#[from] PluginError),
+    /// The store refused (the message names the file).
+    #[error("{0}")]
+    Store(#[from] shiftscope_store::StoreError),
+    /// The study does not fit the model or the store.
+    #[error("{0}")]
+    Study(String),
+}
+
+/// What one dataset's recording did.
+#[derive(Debug, Clone)]
+pub struct DatasetReport {
+    /// Dataset name.
+    pub name: String,
+    /// Rows of the dataset in the store.
+    pub rows: usize,
+    /// Rows recorded by this run (0 when it was complete already).
+    pub recorded: usize,
+    /// Images per second of this run.
+    pub images_per_second: f64,
+}
+
+/// What a recording did.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractReport {
+    /// Per dataset, in recording order.
+    pub datasets: Vec<DatasetReport>,
+    /// NaN or infinite values per layer over the run.
+    pub non_finite: Vec<(String, u64)>,
+}
+
+/// One prepared batch.
+struct Block {
+    index: usize,
+    start: usize,
+    shape: [usize; 3],
+    inputs: Vec<f32>,
+    thumbs: Vec<u8>,
+    labels: Vec<i32>,
+}
+
+/// One batch ready to be written.
+struct Rows {
+    start: usize,
+    end: usize,
+    labels: Vec<i32>,
+    logits: Vec<f32>,
+    thumbs: Vec<u8>,
+    layers: Vec<Vec<f32>>,
+}
+
+fn sha256_file(path: &Path) -> Result<String, ExtractError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        ExtractError::Study(format!("{}: cannot read the model: {e}", path.display()))
+    })?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Resizes what the model saw to the thumbnail size.
+fn thumbnail(pixels: &[u8], width: u32, height: u32, side: usize) -> Result<Vec<u8>, String> {
+    if (width as usize, height as usize) == (side, side) {
+        return Ok(pixels.to_vec());
+    }
+    let src = Image::from_vec_u8(width, height, pixels.to_vec(), PixelType::U8x3)
+        .map_err(|e| e.to_string())?;
+    let mut dst = Image::new(side as u32, side as u32, PixelType::U8x3);
+    Resizer::new()
+        .resize(
+            &src,
+            &mut dst,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(dst.into_vec())
+}
+
+fn prepare_block(
+    dataset: &dyn Dataset,
+    preprocessing: &Preprocessing,
+    thumb: usize,
+    classes: usize,
+    (index, start, end): (usize, usize, usize),
+) -> Result<Block, ExtractError> {
+    let mut block = Block {
+        index,
+        start,
+        shape: [0; 3],
+        inputs: Vec::new(),
+        thumbs: Vec::with_capacity((end - start) * thumb * thumb * 3),
+        labels: Vec::with_capacity(end - start),
+    };
+    for i in start..end {
+        let sample = dataset.get(i)?;
+        if sample.label as usize >= classes {
+            return Err(ExtractError::Study(format!(
+                "image {i} has label {} but the model has {classes} classes",
+                sample.label
+            )));
+        }
+        let prepared = preprocessing
+            .apply(&sample)
+            .map_err(|e| ExtractError::Study(format!("image {i}: {e}")))?;
+        let shape = [
+            preprocessing.channels.count(),
+            prepared.height as usize,
+            prepared.width as usize,
+        ];
+        if i == start {
+            block.shape = shape;
+            block.inputs.reserve((end - start) * prepared.input.len());
+        } else if shape != block.shape {
+            return Err(ExtractError::Study(format!(
+                "image {i} comes out {shape:?} after preprocessing, image {start} {:?}; declare a crop",
+                block.shape
+            )));
+        }
+        block.inputs.extend_from_slice(&prepared.input);
+        block.thumbs.extend(
+            thumbnail(&prepared.pixels, prepared.width, prepared.height, thumb)
+                .map_err(|e| ExtractError::Study(format!("image {i}: thumbnail: {e}")))?,
+        );
+        block.labels.push(sample.label as i32);
+    }
+    Ok(block)
+}
+
+/// Progress of one dataset: a bar on a terminal, a log line every few seconds otherwise.
+struct Progress {
+    bar: ProgressBar,
+    name: String,
+    total: usize,
+    done: usize,
+    last_log: Instant,
+    started: Instant,
+    start_rows: usize,
+}
+
+impl Progress {
+    fn new(name: &str, done: usize, total: usize) -> Progress {
+        let bar = ProgressBar::with_draw_target(
+            Some(total as u64),
+            if std::io::stderr().is_terminal() {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            },
+        );
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(name.to_owned());
+        bar.set_position(done as u64);
+        Progress {
+            bar,
+            name: name.to_owned(),
+            total,
+            done,
+            last_log: Instant::now(),
+            started: Instant::now(),
+            start_rows: done,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        (self.done - self.start_rows) as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    fn advance(&mut self, rows: usize) {
+        self.done = rows;
+        self.bar.set_position(rows as u64);
+        if self.bar.is_hidden() && self.last_log.elapsed() > Duration::from_secs(2) {
+            self.last_log = Instant::now();
+            tracing::info!(
+                "{}: {}/{} images, {:.0} images/s",
+                self.name,
+                self.done,
+                self.total,
+                self.rate()
+            );
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+        tracing::info!(
+            "{}: {}/{} images recorded, {:.0} images/s",
+            self.name,
+            self.done,
+            self.total,
+            self.rate()
+        );
+    }
+}
+
+/// Records one dataset from its committed rows to `rows`.
+#[allow(clippy::too_many_arguments)]
+fn record_dataset(
+    model: &mut CheckedModel,
+    layers: &[String],
+    pooling: Pooling,
+    dataset: &dyn Dataset,
+    preprocessing: &Preprocessing,
+    config: &StudyConfig,
+    classes: usize,
+    mut writer: DatasetWriter,
+    name: &str,
+) -> Result<(DatasetWriter, usize, f64), ExtractError> {
+    let rows = writer.len();
+    let batch = config.recording.batch_size;
+    let thumb = config.recording.thumb;
+    let first = writer.committed();
+    let blocks: Vec<(usize, usize, usize)> = (first..rows)
+        .step_by(batch)
+        .enumerate()
+        .map(|(i, s)| (i, s, (s + batch).min(rows)))
+        .collect();
+    let readers = config
+        .recording
+        .readers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)))
+        .max(1);
+    let window = readers * 2;
+    let mut progress = Progress::new(name, first, rows);
+
+    let result = std::thread::scope(|scope| -> Result<DatasetWriter, ExtractError> {
+        let (credit_tx, credit_rx): (Sender<()>, Receiver<()>) = bounded(window);
+        let (work_tx, work_rx) = bounded::<(usize, usize, usize)>(window);
+        let (done_tx, done_rx) = bounded::<Result<Block, ExtractError>>(window);
+        let (write_tx, write_rx) = bounded::<Rows>(2);
+        for _ in 0..window {
+            let _ = credit_tx.send(());
+        }
+        let dispatch = blocks.clone();
+        std::thread::Builder::new()
+            .name("dispatch".to_owned())
+            .spawn_scoped(scope, move || {
+                for block in dispatch {
+                    if credit_rx.recv().is_err() || work_tx.send(block).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| ExtractError::Study(format!("starting the dispatcher: {e}")))?;
+        for r in 0..readers {
+            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+            std::thread::Builder::new()
+                .name(format!("reader-{r}"))
+                .spawn_scoped(scope, move || {
+                    for block in work_rx {
+                        let prepared = prepare_block(dataset, preprocessing, thumb, classes, block);
+                        let failed = prepared.is_err();
+                        if done_tx.send(prepared).is_err() || failed {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| ExtractError::Study(format!("starting a reader: {e}")))?;
+        }
+        drop((work_rx, done_tx));
+        let writer_thread = std::thread::Builder::new()
+            .name("writer".to_owned())
+            .spawn_scoped(scope, move || -> Result<DatasetWriter, ExtractError> {
+                for job in write_rx {
+                    let refs: Vec<&[f32]> = job.layers.iter().map(Vec::as_slice).collect();
+                    writer.write_rows(job.start, &job.labels, &job.logits, &job.thumbs, &refs)?;
+                    writer.commit(job.end)?;
+                }
+                Ok(writer)
+            })
+            .map_err(|e| ExtractError::Study(format!("starting the writer: {e}")))?;
+
+        // The adapter runs here, blocks in index order.
+        let mut pending: BTreeMap<usize, Block> = BTreeMap::new();
+        let mut next = 0;
+        let mut outcome = Ok(());
+        'run: while next < blocks.len() {
+            let Ok(received) = done_rx.recv() else {
+                outcome = Err(ExtractError::Study("the readers stopped early".to_owned()));
+                break;
+            };
+            match received {
+                Ok(block) => {
+                    pending.insert(block.index, block);
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+            while let Some(block) = pending.remove(&next) {
+                let n = block.labels.len();
+                let shape = [n, block.shape[0], block.shape[1], block.shape[2]];
+                let set = match TensorRef::new(&shape, &block.inputs)
+                    .and_then(|input| model.run(input, layers, pooling))
+                {
+                    Ok(set) => set,
+                    Err(e) => {
+                        outcome = Err(e.into());
+                        break 'run;
+                    }
+                };
+                let end = block.start + n;
+                let job = Rows {
+                    start: block.start,
+                    end,
+                    labels: block.labels,
+                    logits: set.logits.into_data(),
+                    thumbs: block.thumbs,
+                    layers: set
+                        .layers
+                        .into_iter()
+                        .map(|l| l.tensor.into_data())
+                        .collect(),
+                };
+                if write_tx.send(job).is_err() {
+                    break 'run; // the writer failed: its error is reported below
+                }
+                progress.advance(end);
+                next += 1;
+                let _ = credit_tx.send(());
+            }
+        }
+        drop(write_tx);
+        drop(credit_tx);
+        drop(done_rx);
+        let written = writer_thread
+            .join()
+            .map_err(|_| ExtractError::Study("the writer thread panicked".to_owned()))?;
+        outcome?;
+        written
+    });
+    let writer = result?;
+    progress.done = writer.committed();
+    progress.finish();
+    Ok((writer, rows - first, progress.rate()))
+}
+
+fn manifest_for(
+    config: &StudyConfig,
+    description: &ModelDescription,
+    layers: &[String],
+    classes: Vec<String>,
+) -> Result<Manifest, ExtractError> {
+    let pooling = config.model.pooling;
+    let sha256 = match &config.model.path {
+        Some(path) => sha256_file(path)?,
+        None => String::new(),
+    };
+    Ok(Manifest {
+        schema_version: shiftscope_store::SCHEMA_VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: ModelEntry {
+            path: config
+                .model
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            sha256,
+            adapter: config.model.adapter.clone(),
+            preprocessing: serde_json::to_value(&config.model.preprocessing)
+                .map_err(|e| ExtractError::Study(format!("preprocessing: {e}")))?,
+            input_shape: description
+                .inputs
+                .first()
+                .map(|i| i.shape.clone())
+                .unwrap_or_default(),
+        },
+        layers: layers
+            .iter()
+            .filter_map(|name| description.layer(name))
+            .map(|l| LayerEntry {
+                id: String::new(),
+                name: l.name.clone(),
+                op: l.op.clone(),
+                kind: l.kind.as_str().to_owned(),
+                neurons: l.neurons,
+                pooling: match l.kind {
+                    shiftscope_sdk::LayerKind::Conv => format!("{:?}", pooling.conv).to_lowercase(),
+                    shiftscope_sdk::LayerKind::Tokens => {
+                        format!("{:?}", pooling.tokens).to_lowercase()
+                    }
+                    _ => "none".to_owned(),
+                },
+            })
+            .collect(),
+        classes,
+        thumb: config.recording.thumb,
+        precision: config.recording.precision,
+        datasets: Vec::new(),
+    })
+}
+
+/// Records every dataset of `config` (the ID one first) into its store, skipping complete
+/// datasets and resuming incomplete ones.
+pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractReport, ExtractError> {
+    let adapter_config = config.adapter_config().map_err(ExtractError::Study)?;
+    let mut model = registry.create_model(&config.model.adapter, &adapter_config)?;
+    let description = model.describe()?;
+    let layers = select_layers(&description, &config.model.layers)?;
+    let pooling = config.model.pooling.to_pooling();
+
+    // Open every dataset first: a wrong name fails before any work.
+    let roles = config.roles();
+    let mut order: Vec<usize> = (0..config.datasets.len()).collect();
+    order.sort_by_key(|&i| roles[i] != Role::Id);
+    let mut sources = Vec::new();
+    let mut opened = Vec::new();
+    for &i in &order {
+        let entry = &config.datasets[i];
+        let plugin = entry.plugin();
+        let plugin_config = config.plugins.get(plugin).map_or("", String::as_str);
+        let source = registry.create_dataset_source(plugin, plugin_config)?;
+        let dataset = source.open(&entry.name)?;
+        let limit = [entry.limit, config.recording.limit]
+            .into_iter()
+            .flatten()
+            .min();
+        let rows = limit.map_or(dataset.len(), |l| l.min(dataset.len()));
+        opened.push((i, dataset, rows));
+        sources.push(source);
+    }
+
+    // The preprocessing must produce the model's input: checked before any work.
+    let input = description
+        .inputs
+        .first()
+        .ok_or_else(|| ExtractError::Study("the model has no input".to_owned()))?;
+    let first_size = match opened.first() {
+        Some((_, dataset, rows)) if *rows > 0 => {
+            let sample = dataset.get(0)?;
+            Some((sample.width, sample.height))
+        }
+        _ => None,
+    };
+    config
+        .model
+        .preprocessing
+        .check_model_input(input, first_size)
+        .map_err(|e| ExtractError::Study(e.to_string()))?;
+
+    let classes = if description.class_names.len() == description.num_classes {
+        description.class_names.clone()
+    } else {
+        match opened.first() {
+            Some((_, d, _)) if d.classes().len() == description.num_classes => d.classes().to_vec(),
+            _ => (0..description.num_classes)
+                .map(|k| k.to_string())
+                .collect(),
+        }
+    };
+    let wanted = manifest_for(config, &description, &layers, classes)?;
+    let mut store = if config.store.join("manifest.json").exists() {
+        let store = StoreWriter::open(&config.store)?;
+        let have = store.manifest();
+        let same_layers: HashSet<(&str, usize)> = have
+            .layers
+            .iter()
+            .map(|l| (l.name.as_str(), l.neurons))
+            .collect();
+        let want_layers: HashSet<(&str, usize)> = wanted
+            .layers
+            .iter()
+            .map(|l| (l.name.as_str(), l.neurons))
+            .collect();
+        if have.model.sha256 != wanted.model.sha256
+            || same_layers != want_layers
+            || have.classes != wanted.classes
+            || have.thumb != wanted.thumb
+            || have.precision != wanted.precision
+        {
+            return Err(ExtractError::Study(format!(
+                "{} holds a store of another model, layer selection or format; a different model is a different store",
+                config.store.display()
+            )));
+        }
+        store
+    } else {
+        StoreWriter::create(&config.store, wanted)?
+    };
+
+    let mut report = ExtractReport::default();
+    for (i, dataset, rows) in opened {
+        let entry = &config.datasets[i];
+        if let Some((_, existing)) = store.manifest().dataset(&entry.name)
+            && existing.complete
+        {
+            tracing::info!("{}: complete in the store, skipped", entry.name);
+            report.datasets.push(DatasetReport {
+                name: entry.name.clone(),
+                rows: existing.len,
+                recorded: 0,
+                images_per_second: 0.0,
+            });
+            continue;
+        }
+        let params = BTreeMap::from([(
+            "plugin_config".to_owned(),
+            config
+                .plugins
+                .get(entry.plugin())
+                .cloned()
+                .unwrap_or_default(),
+        )]);
+        let writer = store.dataset(&entry.name, entry.plugin(), params, roles[i], rows)?;
+        let classes = store.manifest().classes.len();
+        let (writer, recorded, rate) = record_dataset(
+            &mut model,
+            &layers,
+            pooling,
+            dataset.as_ref(),
+            &config.model.preprocessing,
+            config,
+            classes,
+            writer,
+            &entry.name,
+        )?;
+        writer.finish(&mut store)?;
+        report.datasets.push(DatasetReport {
+            name: entry.name.clone(),
+            rows,
+            recorded,
+            images_per_second: rate,
+        });
+    }
+    report.non_finite = model.non_finite_counts().to_vec();
+    Ok(report)
+}

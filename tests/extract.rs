@@ -1,0 +1,211 @@
+//! `shiftscope extract` end to end: the real binary, the ONNX adapter on the fixture CNN,
+//! colored MNIST, the store; and a run killed with SIGKILL at a random point and resumed,
+//! which must give the same bytes as an uninterrupted run.
+
+// Helpers outside #[test] functions unwrap too: any failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use shiftscope_sdk::DatasetSourcePlugin;
+use shiftscope_store::Store;
+
+fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let artifacts =
+            shiftscope_testkit::cargo::build(&["shiftscope-cli"]).expect("build shiftscope");
+        artifacts.binaries["shiftscope"].clone()
+    })
+    .clone()
+}
+
+/// A study of `n` images per dataset on the fixture CNN (16×16 input).
+fn study(dir: &Path, n: usize, batch: usize) -> PathBuf {
+    let text = format!(
+        r#"(
+    store: "store",
+    model: (
+        path: {model:?},
+        threads: 1,
+        preprocessing: (resize: 16, crop: 16, mean: (0.5, 0.5, 0.5), std: (0.5, 0.5, 0.5)),
+    ),
+    datasets: [(name: "colored-mnist/id", limit: {n}), (name: "colored-mnist/permuted", limit: {n})],
+    plugins: {{"colored-mnist": "(procedural: true)"}},
+    recording: (batch_size: {batch}, readers: 2, thumb: 16),
+)"#,
+        model = common::model("cnn.onnx")
+    );
+    let path = dir.join("study.ron");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn extract(config: &Path) -> std::process::Output {
+    Command::new(binary())
+        .args(["extract", config.to_str().unwrap()])
+        .env_remove("SHIFTSCOPE_DATA")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn extract_records_every_dataset_into_a_store_that_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = study(dir.path(), 100, 32);
+    let out = extract(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("colored-mnist/id") && stdout.contains("100"),
+        "{stdout}"
+    );
+
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let m = store.manifest();
+    assert_eq!(m.datasets.len(), 2);
+    assert!(m.datasets.iter().all(|d| d.complete && d.len == 100));
+    let names: Vec<&str> = m.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "conv1_relu",
+            "conv2_relu",
+            "block1_relu",
+            "flatten",
+            "logits"
+        ]
+    );
+    assert_eq!(m.classes.len(), 10);
+    // Labels are the dataset's.
+    let source = colored_mnist::ColoredMnist::create("(procedural: true)").unwrap();
+    use shiftscope_sdk::DatasetSource;
+    let dataset = source.open("colored-mnist/permuted").unwrap();
+    let want: Vec<i32> = (0..100)
+        .map(|i| dataset.get(i).unwrap().label as i32)
+        .collect();
+    assert_eq!(store.labels(1).unwrap(), want.as_slice());
+    // Activations are real numbers, not zeros.
+    let conv = store.layer(0, 0).unwrap();
+    assert_eq!(conv.shape(), (100, 8));
+    assert!((0..100).any(|r| conv.get(r, 3) > 0.0));
+    assert_eq!(store.verify().unwrap().bad.len(), 0);
+
+    // Run again: nothing to do.
+    let again = extract(&config);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("complete already"));
+}
+
+fn data_files(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join("datasets")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push((
+                    path.strip_prefix(root).unwrap().display().to_string(),
+                    std::fs::read(&path).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn manifest_without_time(root: &Path) -> serde_json::Value {
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+    m["created_unix"] = serde_json::Value::Null;
+    m
+}
+
+#[test]
+fn a_killed_extraction_resumes_to_the_same_bytes() {
+    let (n, batch) = (6000, 32);
+    let whole = tempfile::tempdir().unwrap();
+    let out = extract(&study(whole.path(), n, batch));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let killed = tempfile::tempdir().unwrap();
+    let config = study(killed.path(), n, batch);
+    // A random point after a few commits, in the first or the second dataset.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as usize;
+    let target = 3 * batch + nanos % (n + n / 2);
+    let mut child = Command::new(binary())
+        .args(["extract", config.to_str().unwrap()])
+        .env_remove("SHIFTSCOPE_DATA")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let committed = |name: &str| -> usize {
+        let path = killed
+            .path()
+            .join("store/datasets")
+            .join(name)
+            .join("progress.json");
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["rows"].as_u64())
+            .unwrap_or(0) as usize
+    };
+    let started = Instant::now();
+    loop {
+        let done = committed("colored-mnist_id") + committed("colored-mnist_permuted");
+        if done >= target {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before the kill at {target} rows; make it longer"
+        );
+        assert!(started.elapsed() < Duration::from_secs(300), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at = committed("colored-mnist_id") + committed("colored-mnist_permuted");
+    println!("killed after {at} committed rows (target {target})");
+    assert!(at < 2 * n, "killed too late to test resuming");
+
+    let out = extract(&config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (a, b) = (
+        data_files(&whole.path().join("store")),
+        data_files(&killed.path().join("store")),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((name_a, bytes_a), (name_b, bytes_b)) in a.iter().zip(&b) {
+        assert_eq!(name_a, name_b);
+        assert!(bytes_a == bytes_b, "{name_a} differs after resuming");
+    }
+    assert_eq!(
+        manifest_without_time(&whole.path().join("store")),
+        manifest_without_time(&killed.path().join("store"))
+    );
+}
