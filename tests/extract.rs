@@ -37,7 +37,7 @@ fn study(dir: &Path, n: usize, batch: usize) -> PathBuf {
     ),
     datasets: [(name: "colored-mnist/id", limit: {n}), (name: "colored-mnist/permuted", limit: {n})],
     plugins: {{"colored-mnist": "(procedural: true)"}},
-    recording: (batch_size: {batch}, readers: 2, thumb: 16),
+    recording: (batch_size: {batch}, readers: 2, thumb: 16, commit_seconds: 0),
 )"#,
         model = common::model("cnn.onnx")
     );

@@ -146,7 +146,7 @@ impl DatasetConfig {
 }
 
 /// How recording runs.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
     /// Images per model run.
@@ -159,6 +159,9 @@ pub struct RecordingConfig {
     pub precision: Precision,
     /// Record at most this many images of every dataset.
     pub limit: Option<usize>,
+    /// Seconds between commits (each commit syncs every file); 0 commits after every batch.
+    /// An interrupted run loses at most this much work.
+    pub commit_seconds: f64,
 }
 
 impl Default for RecordingConfig {
@@ -169,6 +172,7 @@ impl Default for RecordingConfig {
             thumb: 64,
             precision: Precision::F32,
             limit: None,
+            commit_seconds: 1.0,
         }
     }
 }
@@ -252,6 +256,13 @@ impl StudyConfig {
         if self.model.adapter == "onnx" && self.model.path.is_none() && self.model.options.is_none()
         {
             return Err("field `model.path`: the onnx adapter needs the model file".to_owned());
+        }
+        let commit = self.recording.commit_seconds;
+        if !commit.is_finite() || commit < 0.0 || commit > 1e9 {
+            return Err(
+                "field `recording.commit_seconds` must be a number of seconds, 0 or more"
+                    .to_owned(),
+            );
         }
         if self.recording.batch_size == 0 || self.recording.thumb == 0 {
             return Err("field `recording`: batch_size and thumb must be at least 1".to_owned());

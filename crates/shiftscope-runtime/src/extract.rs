@@ -299,16 +299,34 @@ fn record_dataset(
                 .map_err(|e| ExtractError::Study(format!("starting a reader: {e}")))?;
         }
         drop((work_rx, done_tx));
+        let commit_every = Duration::from_secs_f64(config.recording.commit_seconds);
         let writer_thread = std::thread::Builder::new()
             .name("writer".to_owned())
-            .spawn_scoped(scope, move || -> Result<DatasetWriter, ExtractError> {
-                for job in write_rx {
-                    let refs: Vec<&[f32]> = job.layers.iter().map(Vec::as_slice).collect();
-                    writer.write_rows(job.start, &job.labels, &job.logits, &job.thumbs, &refs)?;
-                    writer.commit(job.end)?;
-                }
-                Ok(writer)
-            })
+            .spawn_scoped(
+                scope,
+                move || -> Result<(DatasetWriter, usize), ExtractError> {
+                    let mut last_commit = Instant::now();
+                    let mut written = writer.committed();
+                    for job in write_rx {
+                        let refs: Vec<&[f32]> = job.layers.iter().map(Vec::as_slice).collect();
+                        writer.write_rows(
+                            job.start,
+                            &job.labels,
+                            &job.logits,
+                            &job.thumbs,
+                            &refs,
+                        )?;
+                        written = job.end;
+                        if last_commit.elapsed() >= commit_every {
+                            writer.commit(written)?;
+                            last_commit = Instant::now();
+                        }
+                    }
+                    // Rows written since the last commit are committed only if every batch
+                    // arrived (the adapter stops sending on an error).
+                    Ok((writer, written))
+                },
+            )
             .map_err(|e| ExtractError::Study(format!("starting the writer: {e}")))?;
 
         // The adapter runs here, blocks in index order.
@@ -369,7 +387,9 @@ fn record_dataset(
             .join()
             .map_err(|_| ExtractError::Study("the writer thread panicked".to_owned()))?;
         outcome?;
-        written
+        let (mut writer, rows_written) = written?;
+        writer.commit(rows_written)?;
+        Ok(writer)
     });
     let writer = result?;
     progress.done = writer.committed();

@@ -29,10 +29,22 @@ pub struct Artifacts {
 /// Build plugin libraries and the binary in separate calls: the binary enables each
 /// first-party plugin's `builtin` feature, and cargo unifies features across one build.
 pub fn build(packages: &[&str]) -> Result<Artifacts, String> {
+    build_profile(packages, false)
+}
+
+/// [`build`] with `--release`, for benchmarks.
+pub fn build_release(packages: &[&str]) -> Result<Artifacts, String> {
+    build_profile(packages, true)
+}
+
+fn build_profile(packages: &[&str], release: bool) -> Result<Artifacts, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
+    command.arg("build");
+    if release {
+        command.arg("--release");
+    }
     command
-        .arg("build")
         .arg("--message-format=json-render-diagnostics")
         .arg("--manifest-path")
         .arg(workspace_root().join("Cargo.toml"));

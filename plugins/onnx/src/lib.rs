@@ -29,6 +29,13 @@ use shiftscope_sdk::{
 use crate::graph::{Exposed, Graph, show_dims};
 pub use crate::runtime::ORT_VERSION;
 
+/// The process's ONNX Runtime environment, started as the adapter starts it (library search
+/// order and version check included): for tools and benchmarks that build their own bare
+/// sessions next to the adapter's, since a process holds one environment.
+pub fn environment(ort_lib: Option<&Path>) -> Result<ort::environment::Environment, PluginError> {
+    runtime::runtime(ort_lib, false).map(|rt| rt.env)
+}
+
 /// The plugin's name.
 pub const NAME: &str = "onnx";
 

@@ -1,0 +1,202 @@
+//! Recording throughput against bare ONNX Runtime, measured in the same run, and peak memory
+//! of extraction at 5k vs 50k images. Prints figures and ratios (design/quality.md).
+//!
+//! ```text
+//! cargo bench -p shiftscope-tests --bench extract
+//! SHIFTSCOPE_BENCH_MODEL=resnet18.onnx SHIFTSCOPE_BENCH_IMAGES=256 cargo bench -p shiftscope-tests --bench extract
+//! ```
+//! Without a model the fixture CNN (16×16) is used. The three throughputs, on the same
+//! inputs: ONNX Runtime alone with the model's own outputs (the limit); the ONNX adapter
+//! recording every default layer with in-graph pooling; and the whole `extract` pipeline
+//! (colored MNIST generated, preprocessed, recorded, written to a store).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef as OrtTensorRef;
+use shiftscope_onnx::{Config, OnnxModel};
+use shiftscope_sdk::rng::SplitMix64;
+use shiftscope_sdk::{ModelAdapter, ModelAdapterPlugin, Pooling, TensorRef, select_layers};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn best_of<F: FnMut() -> usize>(repeats: usize, mut run: F) -> f64 {
+    (0..repeats)
+        .map(|_| {
+            let started = Instant::now();
+            let images = run();
+            images as f64 / started.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Peak resident memory (VmHWM) of a child process, polled until it exits.
+fn peak_rss_kib(mut command: Command) -> (u64, bool) {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn shiftscope");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path) {
+            if let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return (peak, status.success());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let model_path = std::env::var_os("SHIFTSCOPE_BENCH_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("tests/fixtures/models/cnn.onnx"));
+    let threads = env_usize(
+        "SHIFTSCOPE_BENCH_THREADS",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    let mut config = Config::for_model(&model_path);
+    config.threads = Some(threads);
+    let mut model = OnnxModel::create(&config.to_ron().expect("config")).expect("open the model");
+    let description = model.describe().expect("describe");
+    let layers = select_layers(&description, &[]).expect("default layers");
+    let [_, c, h, w] = description.inputs[0].shape[..] else {
+        panic!("image input")
+    };
+    let (c, h, w) = (c.expect("C"), h.expect("H"), w.expect("W"));
+    let images = env_usize("SHIFTSCOPE_BENCH_IMAGES", if h >= 128 { 256 } else { 4096 });
+    let batch = env_usize("SHIFTSCOPE_BENCH_BATCH", if h >= 128 { 32 } else { 64 });
+    let mut rng = SplitMix64::new(1);
+    let inputs: Vec<f32> = (0..images * c * h * w)
+        .map(|_| rng.uniform(-2.0, 2.0))
+        .collect();
+    let per_image = c * h * w;
+    println!(
+        "model: {} ({} default layers, {} neurons per image), input {c}x{h}x{w}",
+        model_path.display(),
+        layers.len(),
+        description
+            .layers
+            .iter()
+            .filter(|l| layers.contains(&l.name))
+            .map(|l| l.neurons)
+            .sum::<usize>()
+    );
+    println!("{images} images, batch {batch}, {threads} intra-op threads, best of 3");
+
+    // 1. ONNX Runtime alone: the model's own outputs only.
+    let env = shiftscope_onnx::environment(None).expect("ONNX Runtime");
+    let bytes = std::fs::read(&model_path).expect("model bytes");
+    let build = || -> Result<Session, Box<dyn std::error::Error>> {
+        Ok(Session::builder(&env)?
+            .with_intra_threads(threads)?
+            .with_optimization_level(GraphOptimizationLevel::All)?
+            .commit_from_memory(&bytes)?)
+    };
+    let mut bare = build().expect("bare session");
+    let input_name = bare.inputs()[0].name().to_owned();
+    let mut run_bare = || {
+        for chunk in inputs.chunks(batch * per_image) {
+            let n = chunk.len() / per_image;
+            let tensor = OrtTensorRef::from_array_view(([n, c, h, w], chunk)).expect("tensor");
+            let outputs = bare
+                .run(ort::inputs![input_name.as_str() => tensor])
+                .expect("run");
+            std::hint::black_box(&outputs);
+        }
+        images
+    };
+    run_bare();
+    let bare_rate = best_of(3, &mut run_bare);
+
+    // 2. The adapter recording every default layer (pooled in the graph).
+    let mut run_adapter = || {
+        for chunk in inputs.chunks(batch * per_image) {
+            let n = chunk.len() / per_image;
+            let shape = [n, c, h, w];
+            let set = model
+                .run(
+                    TensorRef::new(&shape, chunk).expect("tensor"),
+                    &layers,
+                    Pooling::default(),
+                )
+                .expect("run");
+            std::hint::black_box(&set);
+        }
+        images
+    };
+    run_adapter();
+    let adapter_rate = best_of(3, &mut run_adapter);
+
+    println!("\n{:<58} {:>10}  {:>6}", "throughput", "images/s", "ratio");
+    println!(
+        "{:<58} {:>10.0}  {:>6}",
+        "ONNX Runtime alone (model outputs only)", bare_rate, "1.00"
+    );
+    println!(
+        "{:<58} {:>10.0}  {:>6.2}",
+        "shiftscope adapter, all default layers recorded",
+        adapter_rate,
+        adapter_rate / bare_rate
+    );
+
+    // 3. The whole pipeline and its memory: the real binary on colored MNIST.
+    let bin = shiftscope_testkit::cargo::build_release(&["shiftscope-cli"])
+        .expect("build shiftscope")
+        .binaries["shiftscope"]
+        .clone();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let study = |n: usize, store: &str| {
+        let text = format!(
+            r#"(store: "{store}", model: (path: {model:?}, threads: {threads}, preprocessing: (resize: {h}, crop: {h}, mean: (0.5, 0.5, 0.5), std: (0.5, 0.5, 0.5))),
+                datasets: [(name: "colored-mnist/id/train", limit: {n})], plugins: {{"colored-mnist": "(procedural: true)"}},
+                recording: (batch_size: {batch}))"#,
+            model = model_path
+        );
+        let path = dir.path().join(format!("{store}.ron"));
+        std::fs::write(&path, text).expect("config");
+        path
+    };
+    let small = env_usize("SHIFTSCOPE_BENCH_RSS_SMALL", 5_000);
+    let large = env_usize("SHIFTSCOPE_BENCH_RSS_LARGE", 50_000);
+    let timed = |n: usize, store: &str| {
+        let mut command = Command::new(&bin);
+        command.args(["-q", "extract"]).arg(study(n, store));
+        let started = Instant::now();
+        let (peak, ok) = peak_rss_kib(command);
+        assert!(ok, "extract failed");
+        (n as f64 / started.elapsed().as_secs_f64(), peak)
+    };
+    let (pipeline_rate, small_rss) = timed(small, "small");
+    println!(
+        "{:<58} {:>10.0}  {:>6.2}",
+        "shiftscope extract (data generated, preprocessed, stored)",
+        pipeline_rate,
+        pipeline_rate / bare_rate
+    );
+    let (_, large_rss) = timed(large, "large");
+    println!(
+        "\npeak RSS of extract: {small} images {:.1} MiB, {large} images {:.1} MiB, ratio {:.2} (target <= 1.10)",
+        small_rss as f64 / 1024.0,
+        large_rss as f64 / 1024.0,
+        large_rss as f64 / small_rss.max(1) as f64
+    );
+}
