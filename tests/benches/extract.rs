@@ -47,16 +47,16 @@ fn peak_rss_kib(mut command: Command) -> (u64, bool) {
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak = 0;
     loop {
-        if let Ok(status) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-            {
-                peak = peak.max(kib);
-            }
-        }
+        let kib = std::fs::read_to_string(&status_path)
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+        peak = peak.max(kib.unwrap_or(0));
         if let Ok(Some(status)) = child.try_wait() {
             return (peak, status.success());
         }
@@ -71,7 +71,7 @@ fn main() {
         .unwrap_or_else(|| root.join("tests/fixtures/models/cnn.onnx"));
     let threads = env_usize(
         "SHIFTSCOPE_BENCH_THREADS",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
     );
     let mut config = Config::for_model(&model_path);
     config.threads = Some(threads);

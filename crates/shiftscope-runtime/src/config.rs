@@ -258,7 +258,7 @@ impl StudyConfig {
             return Err("field `model.path`: the onnx adapter needs the model file".to_owned());
         }
         let commit = self.recording.commit_seconds;
-        if !commit.is_finite() || commit < 0.0 || commit > 1e9 {
+        if !commit.is_finite() || !(0.0..=1e9).contains(&commit) {
             return Err(
                 "field `recording.commit_seconds` must be a number of seconds, 0 or more"
                     .to_owned(),
