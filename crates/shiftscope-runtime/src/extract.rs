@@ -477,12 +477,22 @@ pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractRepor
         let plugin_config = config.plugins.get(plugin).map_or("", String::as_str);
         let source = registry.create_dataset_source(plugin, plugin_config)?;
         let dataset = source.open(&entry.name)?;
+        // The shift's parameters as the catalog gives them, and the plugin config used.
+        let mut params: BTreeMap<String, String> = source
+            .catalog()?
+            .into_iter()
+            .find(|info| info.name == entry.name)
+            .map(|info| info.params.into_iter().collect())
+            .unwrap_or_default();
+        if !plugin_config.is_empty() {
+            params.insert("plugin_config".to_owned(), plugin_config.to_owned());
+        }
         let limit = [entry.limit, config.recording.limit]
             .into_iter()
             .flatten()
             .min();
         let rows = limit.map_or(dataset.len(), |l| l.min(dataset.len()));
-        opened.push((i, dataset, rows));
+        opened.push((i, dataset, rows, params));
         sources.push(source);
     }
 
@@ -492,7 +502,7 @@ pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractRepor
         .first()
         .ok_or_else(|| ExtractError::Study("the model has no input".to_owned()))?;
     let first_size = match opened.first() {
-        Some((_, dataset, rows)) if *rows > 0 => {
+        Some((_, dataset, rows, _)) if *rows > 0 => {
             let sample = dataset.get(0)?;
             Some((sample.width, sample.height))
         }
@@ -508,7 +518,9 @@ pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractRepor
         description.class_names.clone()
     } else {
         match opened.first() {
-            Some((_, d, _)) if d.classes().len() == description.num_classes => d.classes().to_vec(),
+            Some((_, d, _, _)) if d.classes().len() == description.num_classes => {
+                d.classes().to_vec()
+            }
             _ => (0..description.num_classes)
                 .map(|k| k.to_string())
                 .collect(),
@@ -545,7 +557,7 @@ pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractRepor
     };
 
     let mut report = ExtractReport::default();
-    for (i, dataset, rows) in opened {
+    for (i, dataset, rows, params) in opened {
         let entry = &config.datasets[i];
         if let Some((_, existing)) = store.manifest().dataset(&entry.name)
             && existing.complete
@@ -559,14 +571,6 @@ pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractRepor
             });
             continue;
         }
-        let params = BTreeMap::from([(
-            "plugin_config".to_owned(),
-            config
-                .plugins
-                .get(entry.plugin())
-                .cloned()
-                .unwrap_or_default(),
-        )]);
         let writer = store.dataset(&entry.name, entry.plugin(), params, roles[i], rows)?;
         let classes = store.manifest().classes.len();
         let (writer, recorded, rate) = record_dataset(
