@@ -400,6 +400,7 @@ fn verify_checks_a_store_and_names_a_damaged_file() {
         thumb: 2,
         precision: Precision::F32,
         datasets: vec![],
+        shard: None,
     };
     let mut store = StoreWriter::create(&root, manifest).unwrap();
     let mut writer = store

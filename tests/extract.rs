@@ -209,3 +209,74 @@ fn a_killed_extraction_resumes_to_the_same_bytes() {
         manifest_without_time(&killed.path().join("store"))
     );
 }
+
+#[test]
+fn shards_merge_into_the_store_of_an_unsharded_run() {
+    let (n, batch) = (250, 32);
+    let whole = tempfile::tempdir().unwrap();
+    assert!(extract(&study(whole.path(), n, batch)).status.success());
+
+    let sharded = tempfile::tempdir().unwrap();
+    let config = study(sharded.path(), n, batch);
+    let mut shard_stores = Vec::new();
+    for k in [2, 0, 1] {
+        let out = Command::new(binary())
+            .args([
+                "extract",
+                config.to_str().unwrap(),
+                "--shard",
+                &format!("{k}/3"),
+            ])
+            .env_remove("SHIFTSCOPE_DATA")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let store = sharded.path().join(format!("store.shard-{k}-of-3"));
+        let m = Store::open(&store).unwrap();
+        let part = m.manifest().datasets[0].part.unwrap();
+        assert_eq!(part.total, n);
+        assert_eq!(part.first % batch, 0, "shards start at batch boundaries");
+        shard_stores.push(store);
+    }
+    let merged = sharded.path().join("merged");
+    let mut args = vec![
+        "merge".to_owned(),
+        "--out".to_owned(),
+        merged.display().to_string(),
+    ];
+    args.extend(shard_stores.iter().map(|p| p.display().to_string()));
+    let out = Command::new(binary()).args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (a, b) = (data_files(&whole.path().join("store")), data_files(&merged));
+    assert_eq!(a.len(), b.len());
+    for ((name_a, bytes_a), (name_b, bytes_b)) in a.iter().zip(&b) {
+        assert_eq!(name_a, name_b);
+        assert!(bytes_a == bytes_b, "{name_a} differs after merging");
+    }
+    assert_eq!(
+        manifest_without_time(&whole.path().join("store")),
+        manifest_without_time(&merged)
+    );
+
+    // A missing shard is refused.
+    let out = Command::new(binary())
+        .args([
+            "merge",
+            "--out",
+            sharded.path().join("partial").to_str().unwrap(),
+        ])
+        .args(&shard_stores[..2])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs each of 0..3 once"));
+}

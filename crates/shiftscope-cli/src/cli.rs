@@ -59,12 +59,32 @@ pub(crate) enum Command {
     /// first; complete datasets are skipped and interrupted ones resume at the last committed
     /// batch. See config/ for examples.
     Extract(ExtractArgs),
+
+    /// Join the stores of a sharded recording (`extract --shard K/N`) into one store, the same
+    /// as an unsharded recording.
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ExtractArgs {
     /// The study config.
     pub(crate) config: PathBuf,
+
+    /// Record only shard K of N (0-based) of every dataset, into `<store>.shard-K-of-N`;
+    /// `shiftscope merge` joins the N shard stores.
+    #[arg(long, value_name = "K/N")]
+    pub(crate) shard: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// The new store to write.
+    #[arg(long, short)]
+    pub(crate) out: PathBuf,
+
+    /// Every shard store of one recording (`<store>.shard-K-of-N`), in any order.
+    #[arg(required = true, value_name = "SHARD_STORE")]
+    pub(crate) shards: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,15 @@ fn main() -> ExitCode {
         Command::Datasets(args) => commands::datasets::run(&cli, args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Extract(args) => commands::extract::run(&cli, args),
+        Command::Merge(args) => shiftscope_store::merge(&args.shards, &args.out)
+            .map_err(anyhow::Error::from)
+            .map(|()| {
+                println!(
+                    "merged {} shards into {}",
+                    args.shards.len(),
+                    args.out.display()
+                );
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,7 +26,9 @@ use shiftscope_host::checked::CheckedModel;
 use shiftscope_sdk::{
     Dataset, ModelAdapter, ModelDescription, PluginError, Pooling, TensorRef, select_layers,
 };
-use shiftscope_store::{DatasetWriter, LayerEntry, Manifest, ModelEntry, Role, StoreWriter};
+use shiftscope_store::{
+    DatasetWriter, LayerEntry, Manifest, ModelEntry, Part, Role, Shard, StoreWriter,
+};
 
 use crate::{Preprocessing, StudyConfig};
 
@@ -114,11 +116,12 @@ fn thumbnail(pixels: &[u8], width: u32, height: u32, side: usize) -> Result<Vec<
     Ok(dst.into_vec())
 }
 
+/// Prepares rows `start..end` of the store's dataset, which are dataset images from
+/// `first_row + start` on.
 fn prepare_block(
     dataset: &dyn Dataset,
     preprocessing: &Preprocessing,
-    thumb: usize,
-    classes: usize,
+    (thumb, classes, first_row): (usize, usize, usize),
     (index, start, end): (usize, usize, usize),
 ) -> Result<Block, ExtractError> {
     let mut block = Block {
@@ -129,7 +132,8 @@ fn prepare_block(
         thumbs: Vec::with_capacity((end - start) * thumb * thumb * 3),
         labels: Vec::with_capacity(end - start),
     };
-    for i in start..end {
+    for row in start..end {
+        let i = first_row + row;
         let sample = dataset.get(i)?;
         if sample.label as usize >= classes {
             return Err(ExtractError::Study(format!(
@@ -145,12 +149,13 @@ fn prepare_block(
             prepared.height as usize,
             prepared.width as usize,
         ];
-        if i == start {
+        if row == start {
             block.shape = shape;
             block.inputs.reserve((end - start) * prepared.input.len());
         } else if shape != block.shape {
             return Err(ExtractError::Study(format!(
-                "image {i} comes out {shape:?} after preprocessing, image {start} {:?}; declare a crop",
+                "image {i} comes out {shape:?} after preprocessing, image {} {:?}; declare a crop",
+                first_row + start,
                 block.shape
             )));
         }
@@ -245,7 +250,7 @@ fn record_dataset(
     config: &StudyConfig,
     classes: usize,
     mut writer: DatasetWriter,
-    name: &str,
+    (name, first_row): (&str, usize),
 ) -> Result<(DatasetWriter, usize, f64), ExtractError> {
     let rows = writer.len();
     let batch = config.recording.batch_size;
@@ -289,7 +294,12 @@ fn record_dataset(
                 .name(format!("reader-{r}"))
                 .spawn_scoped(scope, move || {
                     for block in work_rx {
-                        let prepared = prepare_block(dataset, preprocessing, thumb, classes, block);
+                        let prepared = prepare_block(
+                            dataset,
+                            preprocessing,
+                            (thumb, classes, first_row),
+                            block,
+                        );
                         let failed = prepared.is_err();
                         if done_tx.send(prepared).is_err() || failed {
                             break;
@@ -453,12 +463,45 @@ fn manifest_for(
         thumb: config.recording.thumb,
         precision: config.recording.precision,
         datasets: Vec::new(),
+        shard: None,
     })
 }
 
+/// The store folder of shard `shard` of a study whose store is `store`.
+pub fn shard_store(store: &Path, shard: Shard) -> std::path::PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(format!(".shard-{}-of-{}", shard.index, shard.count));
+    name.into()
+}
+
+/// The rows of a dataset of `total` rows that `shard` records: whole batches, contiguous.
+pub fn shard_rows(total: usize, batch: usize, shard: Shard) -> (usize, usize) {
+    let blocks = total.div_ceil(batch.max(1));
+    let first = shard.index * blocks / shard.count.max(1) * batch;
+    let end = ((shard.index + 1) * blocks / shard.count.max(1) * batch).min(total);
+    (first.min(total), end)
+}
+
 /// Records every dataset of `config` (the ID one first) into its store, skipping complete
-/// datasets and resuming incomplete ones.
-pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractReport, ExtractError> {
+/// datasets and resuming incomplete ones. With `shard`, records only that shard's slice of
+/// every dataset, into the shard's own store (see [`shard_store`]).
+pub fn extract(
+    config: &StudyConfig,
+    registry: &Registry,
+    shard: Option<Shard>,
+) -> Result<ExtractReport, ExtractError> {
+    if let Some(s) = shard
+        && (s.count == 0 || s.index >= s.count)
+    {
+        return Err(ExtractError::Study(format!(
+            "shard {}/{}: the index must be below the count",
+            s.index, s.count
+        )));
+    }
+    let store_path = match shard {
+        Some(s) => shard_store(&config.store, s),
+        None => config.store.clone(),
+    };
     let adapter_config = config.adapter_config().map_err(ExtractError::Study)?;
     let mut model = registry.create_model(&config.model.adapter, &adapter_config)?;
     let description = model.describe()?;
@@ -526,11 +569,12 @@ pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractRepor
                 .collect(),
         }
     };
-    let wanted = manifest_for(config, &description, &layers, classes)?;
-    let mut store = if config.store.join("manifest.json").exists() {
-        let store = StoreWriter::open(&config.store)?;
+    let mut wanted = manifest_for(config, &description, &layers, classes)?;
+    wanted.shard = shard;
+    let mut store = if store_path.join("manifest.json").exists() {
+        let store = StoreWriter::open(&store_path)?;
         let have = store.manifest();
-        let same_layers: HashSet<(&str, usize)> = have
+        let have_layers: HashSet<(&str, usize)> = have
             .layers
             .iter()
             .map(|l| (l.name.as_str(), l.neurons))
@@ -541,19 +585,20 @@ pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractRepor
             .map(|l| (l.name.as_str(), l.neurons))
             .collect();
         if have.model.sha256 != wanted.model.sha256
-            || same_layers != want_layers
+            || have_layers != want_layers
             || have.classes != wanted.classes
             || have.thumb != wanted.thumb
             || have.precision != wanted.precision
+            || have.shard != wanted.shard
         {
             return Err(ExtractError::Study(format!(
-                "{} holds a store of another model, layer selection or format; a different model is a different store",
-                config.store.display()
+                "{} holds a store of another model, layer selection, format or shard; a different model is a different store",
+                store_path.display()
             )));
         }
         store
     } else {
-        StoreWriter::create(&config.store, wanted)?
+        StoreWriter::create(&store_path, wanted)?
     };
 
     let mut report = ExtractReport::default();
@@ -571,7 +616,21 @@ pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractRepor
             });
             continue;
         }
-        let writer = store.dataset(&entry.name, entry.plugin(), params, roles[i], rows)?;
+        let (first_row, part) = match shard {
+            Some(s) => {
+                let (first, end) = shard_rows(rows, config.recording.batch_size, s);
+                (first, Some((end - first, Part { first, total: rows })))
+            }
+            None => (0, None),
+        };
+        let writer = store.dataset_part(
+            &entry.name,
+            entry.plugin(),
+            params,
+            roles[i],
+            part.map_or(rows, |p| p.0),
+            part.map(|p| p.1),
+        )?;
         let classes = store.manifest().classes.len();
         let (writer, recorded, rate) = record_dataset(
             &mut model,
@@ -582,7 +641,7 @@ pub fn extract(config: &StudyConfig, registry: &Registry) -> Result<ExtractRepor
             config,
             classes,
             writer,
-            &entry.name,
+            (&entry.name, first_row),
         )?;
         writer.finish(&mut store)?;
         report.datasets.push(DatasetReport {

@@ -16,6 +16,6 @@ pub use config::{
     ConfigError, ConvPool, DatasetConfig, DatasetRole, Device, ModelConfig, PoolingConfig,
     RecordingConfig, StudyConfig, TokenPool,
 };
-pub use extract::{DatasetReport, ExtractError, ExtractReport, extract};
+pub use extract::{DatasetReport, ExtractError, ExtractReport, extract, shard_rows, shard_store};
 pub use preprocess::{Channels, Prepared, PreprocessError, Preprocessing, ValueRange};
 pub use sheet::{RgbImage, SheetBlock, contact_sheet};

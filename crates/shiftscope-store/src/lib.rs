@@ -12,13 +12,15 @@
 
 mod error;
 mod manifest;
+mod merge;
 mod npy;
 mod reader;
 mod writer;
 
 pub use error::StoreError;
 pub use manifest::{
-    DatasetEntry, LayerEntry, Manifest, ModelEntry, Precision, Role, SCHEMA_VERSION,
+    DatasetEntry, LayerEntry, Manifest, ModelEntry, Part, Precision, Role, SCHEMA_VERSION, Shard,
 };
+pub use merge::merge;
 pub use reader::{LayerMatrix, Store, VerifyReport};
 pub use writer::{DatasetWriter, StoreWriter};

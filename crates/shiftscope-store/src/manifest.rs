@@ -64,6 +64,24 @@ pub struct LayerEntry {
     pub pooling: String,
 }
 
+/// Which shard of a sharded recording a store is.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based shard index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+/// The rows of a dataset a shard holds: `len` rows from `first` of `total`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Part {
+    /// First row of the whole dataset held here.
+    pub first: usize,
+    /// Rows of the whole dataset.
+    pub total: usize,
+}
+
 /// One recorded dataset.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct DatasetEntry {
@@ -83,6 +101,9 @@ pub struct DatasetEntry {
     pub complete: bool,
     /// SHA-256 of each file (relative path → hex), written when complete.
     pub checksums: BTreeMap<String, String>,
+    /// In a shard store: which rows of the whole dataset these are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
 }
 
 /// The store's manifest.
@@ -106,6 +127,9 @@ pub struct Manifest {
     pub precision: Precision,
     /// Datasets, the ID one first.
     pub datasets: Vec<DatasetEntry>,
+    /// Set in the store of one shard of a sharded recording (`shiftscope merge` joins them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 /// Replaces `path` with `bytes` atomically: a reader sees the old or the new file, never a

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::{slug, write_atomically};
 use crate::npy::{self, Elem};
-use crate::{DatasetEntry, Manifest, Precision, Role, StoreError};
+use crate::{DatasetEntry, Manifest, Part, Precision, Role, StoreError};
 
 #[derive(Debug, Deserialize, Serialize)]
 struct Progress {
@@ -98,6 +98,19 @@ impl StoreWriter {
         role: Role,
         len: usize,
     ) -> Result<DatasetWriter, StoreError> {
+        self.dataset_part(name, plugin, params, role, len, None)
+    }
+
+    /// [`StoreWriter::dataset`] for a shard store: `len` rows from `part.first` of the whole.
+    pub fn dataset_part(
+        &mut self,
+        name: &str,
+        plugin: &str,
+        params: BTreeMap<String, String>,
+        role: Role,
+        len: usize,
+        part: Option<Part>,
+    ) -> Result<DatasetWriter, StoreError> {
         let index = match self.manifest.dataset(name) {
             Some((i, entry)) => {
                 if entry.complete {
@@ -105,7 +118,7 @@ impl StoreWriter {
                         "dataset '{name}' is already complete"
                     )));
                 }
-                if entry.len != len || entry.plugin != plugin {
+                if entry.len != len || entry.plugin != plugin || entry.part != part {
                     return Err(StoreError::Invalid(format!(
                         "dataset '{name}' was started with {} rows from '{}', now {len} rows from '{plugin}'",
                         entry.len, entry.plugin
@@ -130,6 +143,7 @@ impl StoreWriter {
                     len,
                     complete: false,
                     checksums: BTreeMap::new(),
+                    part,
                 });
                 self.manifest.datasets.len() - 1
             }

@@ -42,6 +42,7 @@ fn manifest(precision: Precision) -> Manifest {
         thumb: T,
         precision,
         datasets: vec![],
+        shard: None,
     }
 }
 

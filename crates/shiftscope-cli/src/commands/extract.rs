@@ -4,6 +4,7 @@ use std::io::Write;
 
 use shiftscope_host::SearchPath;
 use shiftscope_runtime::StudyConfig;
+use shiftscope_store::Shard;
 
 use crate::builtins::registry;
 use crate::cli::{Cli, ExtractArgs};
@@ -11,8 +12,9 @@ use crate::table::write_table;
 
 pub(crate) fn run(cli: &Cli, args: &ExtractArgs) -> anyhow::Result<()> {
     let config = StudyConfig::load(&args.config)?;
+    let shard = args.shard.as_deref().map(parse_shard).transpose()?;
     let registry = registry(&SearchPath::standard(&cli.plugin_paths))?;
-    let report = shiftscope_runtime::extract(&config, &registry)?;
+    let report = shiftscope_runtime::extract(&config, &registry, shard)?;
     let rows: Vec<[String; 4]> = report
         .datasets
         .iter()
@@ -45,6 +47,21 @@ pub(crate) fn run(cli: &Cli, args: &ExtractArgs) -> anyhow::Result<()> {
             "warning: layer '{layer}' produced {count} NaN or infinite values"
         )?;
     }
-    writeln!(out, "store: {}", config.store.display())?;
+    let store = match shard {
+        Some(s) => shiftscope_runtime::shard_store(&config.store, s),
+        None => config.store.clone(),
+    };
+    writeln!(out, "store: {}", store.display())?;
     Ok(())
+}
+
+/// `K/N` with K below N.
+fn parse_shard(text: &str) -> anyhow::Result<Shard> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
+    match parsed {
+        Some((index, count)) if index < count => Ok(Shard { index, count }),
+        _ => anyhow::bail!("--shard '{text}': expected K/N with 0 <= K < N, e.g. 0/4"),
+    }
 }
