@@ -63,6 +63,28 @@ pub(crate) enum Command {
     /// Join the stores of a sharded recording (`extract --shard K/N`) into one store, the same
     /// as an unsharded recording.
     Merge(MergeArgs),
+
+    /// Convert Deephys exports (a `.model` and its `.test` files, CBOR) into a store; the
+    /// first `.test` becomes the in-distribution dataset.
+    ImportDeephys(ImportDeephysArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportDeephysArgs {
+    /// The Deephys `.model` file.
+    pub(crate) model: PathBuf,
+
+    /// The `.test` files, the in-distribution one first.
+    #[arg(required = true)]
+    pub(crate) tests: Vec<PathBuf>,
+
+    /// The new store.
+    #[arg(long, short)]
+    pub(crate) out: PathBuf,
+
+    /// Thumbnail side in pixels.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) thumb: usize,
 }
 
 #[derive(Debug, Args)]

@@ -35,15 +35,8 @@ fn main() -> ExitCode {
         Command::Datasets(args) => commands::datasets::run(&cli, args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Extract(args) => commands::extract::run(&cli, args),
-        Command::Merge(args) => shiftscope_store::merge(&args.shards, &args.out)
-            .map_err(anyhow::Error::from)
-            .map(|()| {
-                println!(
-                    "merged {} shards into {}",
-                    args.shards.len(),
-                    args.out.display()
-                );
-            }),
+        Command::Merge(args) => commands::convert::merge(args),
+        Command::ImportDeephys(args) => commands::convert::import_deephys(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -99,7 +99,12 @@ fn sha256_file(path: &Path) -> Result<String, ExtractError> {
 }
 
 /// Resizes what the model saw to the thumbnail size.
-fn thumbnail(pixels: &[u8], width: u32, height: u32, side: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn thumbnail(
+    pixels: &[u8],
+    width: u32,
+    height: u32,
+    side: usize,
+) -> Result<Vec<u8>, String> {
     if (width as usize, height as usize) == (side, side) {
         return Ok(pixels.to_vec());
     }

@@ -8,6 +8,7 @@
 //! egui or ort.
 
 mod config;
+mod deephys;
 mod extract;
 mod preprocess;
 mod sheet;
@@ -16,6 +17,7 @@ pub use config::{
     ConfigError, ConvPool, DatasetConfig, DatasetRole, Device, ModelConfig, PoolingConfig,
     RecordingConfig, StudyConfig, TokenPool,
 };
+pub use deephys::import_deephys;
 pub use extract::{DatasetReport, ExtractError, ExtractReport, extract, shard_rows, shard_store};
 pub use preprocess::{Channels, Prepared, PreprocessError, Preprocessing, ValueRange};
 pub use sheet::{RgbImage, SheetBlock, contact_sheet};

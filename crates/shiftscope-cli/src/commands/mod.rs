@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod convert;
 pub(crate) mod datasets;
 pub(crate) mod extract;
 pub(crate) mod layers;
