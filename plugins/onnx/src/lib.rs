@@ -292,10 +292,6 @@ impl OnnxModel {
             .with_intra_threads(self.threads)
             .map_err(|e| ort_error(&context, e))?
             .with_optimization_level(level)
-            .map_err(|e| ort_error(&context, e))?
-            // Idle intra-op threads sleep instead of spinning: the reader threads that prepare
-            // the next batch need those cores (spinning halved the pipeline's throughput).
-            .with_intra_op_spinning(false)
             .map_err(|e| ort_error(&context, e))?;
         if let Device::Cuda(id) = device {
             builder = builder
