@@ -67,6 +67,7 @@ fn peak_rss_kib(mut command: Command) -> (u64, bool) {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let model_path = std::env::var_os("SHIFTSCOPE_BENCH_MODEL")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("tests/fixtures/models/cnn.onnx"));
     let threads = env_usize(
