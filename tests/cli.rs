@@ -4,17 +4,6 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-
-fn binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let artifacts =
-            shiftscope_testkit::cargo::build(&["shiftscope-cli"]).expect("build shiftscope");
-        artifacts.binaries["shiftscope"].clone()
-    })
-    .clone()
-}
 
 /// shiftscope's cache of the real user (where setup put ONNX Runtime), kept when HOME moves.
 fn cache_dir() -> PathBuf {
@@ -27,7 +16,7 @@ fn cache_dir() -> PathBuf {
 
 /// Runs the binary with a private HOME and no inherited plugin path.
 fn run(args: &[&str], home: &std::path::Path) -> Output {
-    Command::new(binary())
+    Command::new(common::binary())
         .args(args)
         .env("HOME", home)
         .env("SHIFTSCOPE_CACHE", cache_dir())
@@ -85,7 +74,7 @@ fn plugins_are_found_through_the_environment_and_the_user_folder() {
     let lib = common::library("fixture_wrong_shape_model");
     std::fs::copy(&lib, user_dir.join(common::file_name(&lib))).unwrap();
     let env_dir = common::folder_with(&["fixture_panicking_source"]);
-    let out = Command::new(binary())
+    let out = Command::new(common::binary())
         .arg("plugins")
         .env("HOME", home.path())
         .env("SHIFTSCOPE_PLUGIN_PATH", env_dir.path())

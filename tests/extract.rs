@@ -9,21 +9,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use shiftscope_sdk::DatasetSourcePlugin;
 use shiftscope_store::Store;
-
-fn binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let artifacts =
-            shiftscope_testkit::cargo::build(&["shiftscope-cli"]).expect("build shiftscope");
-        artifacts.binaries["shiftscope"].clone()
-    })
-    .clone()
-}
 
 /// A study of `n` images per dataset on the fixture CNN (16×16 input).
 fn study(dir: &Path, n: usize, batch: usize) -> PathBuf {
@@ -47,7 +36,7 @@ fn study(dir: &Path, n: usize, batch: usize) -> PathBuf {
 }
 
 fn extract(config: &Path) -> std::process::Output {
-    Command::new(binary())
+    Command::new(common::binary())
         .args(["extract", config.to_str().unwrap()])
         .env_remove("SHIFTSCOPE_DATA")
         .output()
@@ -151,7 +140,7 @@ fn a_killed_extraction_resumes_to_the_same_bytes() {
         .unwrap()
         .subsec_nanos() as usize;
     let target = 3 * batch + nanos % (n + n / 2);
-    let mut child = Command::new(binary())
+    let mut child = Command::new(common::binary())
         .args(["extract", config.to_str().unwrap()])
         .env_remove("SHIFTSCOPE_DATA")
         .stdout(std::process::Stdio::null())
@@ -220,7 +209,7 @@ fn shards_merge_into_the_store_of_an_unsharded_run() {
     let config = study(sharded.path(), n, batch);
     let mut shard_stores = Vec::new();
     for k in [2, 0, 1] {
-        let out = Command::new(binary())
+        let out = Command::new(common::binary())
             .args([
                 "extract",
                 config.to_str().unwrap(),
@@ -249,7 +238,7 @@ fn shards_merge_into_the_store_of_an_unsharded_run() {
         merged.display().to_string(),
     ];
     args.extend(shard_stores.iter().map(|p| p.display().to_string()));
-    let out = Command::new(binary()).args(&args).output().unwrap();
+    let out = Command::new(common::binary()).args(&args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -268,7 +257,7 @@ fn shards_merge_into_the_store_of_an_unsharded_run() {
     );
 
     // A missing shard is refused.
-    let out = Command::new(binary())
+    let out = Command::new(common::binary())
         .args([
             "merge",
             "--out",

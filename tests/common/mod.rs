@@ -43,6 +43,18 @@ pub(crate) fn folder_with(names: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// The `shiftscope` binary, built once per test binary (real `cargo build`).
+#[allow(dead_code)]
+pub(crate) fn binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let artifacts =
+            shiftscope_testkit::cargo::build(&["shiftscope-cli"]).expect("build shiftscope");
+        artifacts.binaries["shiftscope"].clone()
+    })
+    .clone()
+}
+
 /// A fixture ONNX model made by `tools/make_fixture_models.py`.
 #[allow(dead_code)]
 pub(crate) fn model(name: &str) -> PathBuf {

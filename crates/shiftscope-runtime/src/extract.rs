@@ -17,8 +17,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender, bounded};
-use fast_image_resize::images::Image;
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 use shiftscope_host::Registry;
@@ -105,20 +103,7 @@ pub(crate) fn thumbnail(
     height: u32,
     side: usize,
 ) -> Result<Vec<u8>, String> {
-    if (width as usize, height as usize) == (side, side) {
-        return Ok(pixels.to_vec());
-    }
-    let src = Image::from_vec_u8(width, height, pixels.to_vec(), PixelType::U8x3)
-        .map_err(|e| e.to_string())?;
-    let mut dst = Image::new(side as u32, side as u32, PixelType::U8x3);
-    Resizer::new()
-        .resize(
-            &src,
-            &mut dst,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
-        )
-        .map_err(|e| e.to_string())?;
-    Ok(dst.into_vec())
+    crate::preprocess::resize_rgb(pixels, (width, height), (side as u32, side as u32))
 }
 
 /// Prepares rows `start..end` of the store's dataset, which are dataset images from

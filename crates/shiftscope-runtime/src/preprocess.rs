@@ -8,6 +8,28 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use serde::{Deserialize, Serialize};
 use shiftscope_sdk::{InputSpec, Sample};
 
+/// Resizes an RGB image (antialiased bilinear, as PIL and torchvision do).
+pub(crate) fn resize_rgb(
+    pixels: &[u8],
+    (w, h): (u32, u32),
+    (tw, th): (u32, u32),
+) -> Result<Vec<u8>, String> {
+    if (w, h) == (tw, th) {
+        return Ok(pixels.to_vec());
+    }
+    let src =
+        Image::from_vec_u8(w, h, pixels.to_vec(), PixelType::U8x3).map_err(|e| e.to_string())?;
+    let mut dst = Image::new(tw, th, PixelType::U8x3);
+    Resizer::new()
+        .resize(
+            &src,
+            &mut dst,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(dst.into_vec())
+}
+
 /// Channel order of the model's input.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub enum Channels {
@@ -227,20 +249,8 @@ impl Preprocessing {
         let resized: Vec<u8> = if (rw, rh) == (sample.width, sample.height) {
             sample.pixels.clone()
         } else {
-            let src = Image::from_vec_u8(
-                sample.width,
-                sample.height,
-                sample.pixels.clone(),
-                PixelType::U8x3,
-            )
-            .map_err(|e| bad(e.to_string()))?;
-            let mut dst = Image::new(rw, rh, PixelType::U8x3);
-            let options =
-                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-            Resizer::new()
-                .resize(&src, &mut dst, &options)
-                .map_err(|e| bad(format!("resize to {rw}x{rh}: {e}")))?;
-            dst.into_vec()
+            resize_rgb(&sample.pixels, (sample.width, sample.height), (rw, rh))
+                .map_err(|e| bad(format!("resize to {rw}x{rh}: {e}")))?
         };
         let (pixels, width, height) = match self.crop {
             None => (resized, rw, rh),

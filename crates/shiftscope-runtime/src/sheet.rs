@@ -4,8 +4,6 @@
 use std::io::BufWriter;
 use std::path::Path;
 
-use fast_image_resize::images::Image;
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use font8x8::UnicodeFonts;
 use shiftscope_sdk::Sample;
 
@@ -114,17 +112,12 @@ fn fit(sample: &Sample) -> Result<(usize, usize, Vec<u8>), String> {
         return Ok((w * k, h * k, out));
     }
     let (tw, th) = ((w * CELL / largest).max(1), (h * CELL / largest).max(1));
-    let src = Image::from_vec_u8(w as u32, h as u32, sample.pixels.clone(), PixelType::U8x3)
-        .map_err(|e| e.to_string())?;
-    let mut dst = Image::new(tw as u32, th as u32, PixelType::U8x3);
-    Resizer::new()
-        .resize(
-            &src,
-            &mut dst,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
-        )
-        .map_err(|e| e.to_string())?;
-    Ok((tw, th, dst.into_vec()))
+    let pixels = crate::preprocess::resize_rgb(
+        &sample.pixels,
+        (w as u32, h as u32),
+        (tw as u32, th as u32),
+    )?;
+    Ok((tw, th, pixels))
 }
 
 /// Breaks `text` into at most two lines of `chars` characters at spaces; the rest is cut
