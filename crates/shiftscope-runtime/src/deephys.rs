@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use ciborium::Value;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use shiftscope_store::{LayerEntry, Manifest, ModelEntry, Precision, Role, StoreWriter};
 
 use crate::ExtractError;
@@ -59,10 +58,7 @@ fn fail(path: &Path, problem: impl std::fmt::Display) -> ExtractError {
     ExtractError::Study(format!("{}: {problem}", path.display()))
 }
 
-fn read_cbor<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    what: &str,
-) -> Result<(T, Vec<u8>), ExtractError> {
+fn read_cbor<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<T, ExtractError> {
     let size = std::fs::metadata(path)
         .map_err(|e| fail(path, format!("cannot read: {e}")))?
         .len();
@@ -73,9 +69,8 @@ fn read_cbor<T: serde::de::DeserializeOwned>(
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
-    let value = ciborium::from_reader(bytes.as_slice())
-        .map_err(|e| fail(path, format!("not a Deephys {what} file: {e}")))?;
-    Ok((value, bytes))
+    ciborium::from_reader(bytes.as_slice())
+        .map_err(|e| fail(path, format!("not a Deephys {what} file: {e}")))
 }
 
 fn bytes_of<'a>(value: &'a Value, path: &Path, what: &str) -> Result<&'a [u8], ExtractError> {
@@ -177,7 +172,7 @@ pub fn import_deephys(
     out: &Path,
     thumb: usize,
 ) -> Result<(), ExtractError> {
-    let (model, model_bytes): (DeephysModel, _) = read_cbor(model_path, "model")?;
+    let model: DeephysModel = read_cbor(model_path, "model")?;
     let logits_layer = model
         .layers
         .iter()
@@ -196,7 +191,7 @@ pub fn import_deephys(
     };
     let mut writer: Option<StoreWriter> = None;
     for (t, test_path) in tests.iter().enumerate() {
-        let (test, _): (DeephysTest, _) = read_cbor(test_path, "test")?;
+        let test: DeephysTest = read_cbor(test_path, "test")?;
         let f64s = test.dtype.contains("64");
         let classes = test.classes.clone();
         if model.layers[logits_layer].neurons.len() != classes.len() {
@@ -223,15 +218,10 @@ pub fn import_deephys(
                 let manifest = Manifest {
                     schema_version: shiftscope_store::SCHEMA_VERSION,
                     tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-                    created_unix: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs()),
+                    created_unix: shiftscope_store::now_unix(),
                     model: ModelEntry {
                         path: model_path.display().to_string(),
-                        sha256: Sha256::digest(&model_bytes)
-                            .iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect(),
+                        sha256: shiftscope_store::sha256_file(model_path)?,
                         adapter: format!("deephys import ({})", model.name),
                         preprocessing: serde_json::Value::Null,
                         input_shape: Vec::new(),

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender, bounded};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sha2::{Digest, Sha256};
 use shiftscope_host::Registry;
 use shiftscope_host::checked::CheckedModel;
 use shiftscope_sdk::{
@@ -84,16 +83,6 @@ struct Rows {
     logits: Vec<f32>,
     thumbs: Vec<u8>,
     layers: Vec<Vec<f32>>,
-}
-
-fn sha256_file(path: &Path) -> Result<String, ExtractError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        ExtractError::Study(format!("{}: cannot read the model: {e}", path.display()))
-    })?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// Resizes what the model saw to the thumbnail size.
@@ -405,15 +394,13 @@ fn manifest_for(
 ) -> Result<Manifest, ExtractError> {
     let pooling = config.model.pooling;
     let sha256 = match &config.model.path {
-        Some(path) => sha256_file(path)?,
+        Some(path) => shiftscope_store::sha256_file(path)?,
         None => String::new(),
     };
     Ok(Manifest {
         schema_version: shiftscope_store::SCHEMA_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        created_unix: shiftscope_store::now_unix(),
         model: ModelEntry {
             path: config
                 .model

@@ -103,8 +103,8 @@ pub struct VerifyReport {
     pub incomplete: Vec<String>,
 }
 
-/// SHA-256 of a file, hex.
-pub(crate) fn sha256_file(path: &Path) -> Result<String, StoreError> {
+/// SHA-256 of a file, hex, read in 1 MiB pieces.
+pub fn sha256_file(path: &Path) -> Result<String, StoreError> {
     let mut file = std::fs::File::open(path).map_err(StoreError::io(path))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -120,6 +120,13 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String, StoreError> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+/// Now, in seconds since the Unix epoch (a manifest's `created_unix`).
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Store {
