@@ -1,0 +1,395 @@
+//! Numbers of the per-image and per-class views. Per-image numbers read one row of the
+//! mapped store (nearest images read the layer of each dataset asked for); per-class numbers
+//! read labels and logits only, plus a layer's class means for its top neurons.
+
+use serde::{Deserialize, Serialize};
+use shiftscope_store::LayerMatrix;
+
+use crate::ids::{ClassId, ImageId, NeuronId};
+
+/// A class with its softmax probability.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassProbability {
+    /// The class.
+    pub class: ClassId,
+    /// Softmax probability.
+    pub probability: f32,
+}
+
+/// A neuron with a value (raw or normalised activation, or class mean).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronValue {
+    /// The neuron.
+    pub neuron: NeuronId,
+    /// Its value.
+    pub value: f32,
+}
+
+/// An image with a score (a probability, a similarity).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoredImage {
+    /// The image.
+    pub image: ImageId,
+    /// Its score.
+    pub score: f32,
+}
+
+/// The comparison mode of the image view: the lead image's top neurons, and their values on
+/// the same image index in every other dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The lead image.
+    pub lead: ImageId,
+    /// Its top neurons with their values.
+    pub neurons: Vec<NeuronValue>,
+    /// Per other dataset holding that row: the image and the same neurons' values (NaN where
+    /// a normalised value is undefined).
+    pub followers: Vec<(ImageId, Vec<f32>)>,
+}
+
+/// Predicted class and its probability per image of a dataset (all committed rows).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Predictions {
+    /// The dataset.
+    pub dataset: usize,
+    /// Labels (`-1` or out of range: unlabelled).
+    pub labels: Vec<i32>,
+    /// Argmax of the finite logits (`u32::MAX` when none is finite).
+    pub predicted: Vec<u32>,
+    /// Softmax probability of the predicted class.
+    pub probability: Vec<f32>,
+}
+
+/// Accuracy of one dataset, overall or for one class.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// The dataset.
+    pub dataset: usize,
+    /// Labelled images counted.
+    pub images: u64,
+    /// Of them, correctly predicted.
+    pub correct: u64,
+    /// `correct / images`; `None` without images.
+    pub accuracy: Option<f64>,
+    /// Reference accuracy minus this one; `None` when either is undefined.
+    pub drop_from_reference: Option<f64>,
+}
+
+/// Images confused with one other class, most confident first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfusionGroup {
+    /// The other class: the predicted one for false negatives, the true one for false
+    /// positives.
+    pub confused_with: ClassId,
+    /// The images, sorted by the top softmax probability, highest first.
+    pub images: Vec<ScoredImage>,
+}
+
+/// One class on one dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassInDataset {
+    /// Accuracy on this class's images and the drop from the reference dataset.
+    pub accuracy: Accuracy,
+    /// Images of this class predicted as another, grouped by the predicted class (largest
+    /// group first).
+    pub false_negatives: Vec<ConfusionGroup>,
+    /// Images of other classes predicted as this one, grouped by their true class.
+    pub false_positives: Vec<ConfusionGroup>,
+}
+
+/// The class view's numbers from labels and logits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassView {
+    /// The class.
+    pub class: ClassId,
+    /// Per dataset, in manifest order.
+    pub datasets: Vec<ClassInDataset>,
+}
+
+/// Two classes confused with each other on one dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairwiseView {
+    /// The dataset.
+    pub dataset: usize,
+    /// First class.
+    pub a: ClassId,
+    /// Second class.
+    pub b: ClassId,
+    /// Images of `a` predicted `a`, of `a` predicted `b`, of `b` predicted `b`, of `b`
+    /// predicted `a`: counts.
+    pub counts: [u64; 4],
+    /// Images of `a` predicted as `b`, most confident first.
+    pub a_as_b: Vec<ScoredImage>,
+    /// Images of `b` predicted as `a`, most confident first.
+    pub b_as_a: Vec<ScoredImage>,
+}
+
+/// Softmax of one row of logits (non-finite logits get probability 0).
+pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    if !max.is_finite() {
+        return vec![0.0; logits.len()];
+    }
+    let exps: Vec<f64> = logits
+        .iter()
+        .map(|&v| {
+            if v.is_finite() {
+                (f64::from(v) - f64::from(max)).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|&e| (e / sum) as f32).collect()
+}
+
+/// Argmax and its probability for every row of `logits`.
+pub(crate) fn predictions(
+    dataset: usize,
+    labels: &[i32],
+    logits: &LayerMatrix<'_>,
+    rows: usize,
+) -> Predictions {
+    let (_, k) = logits.shape();
+    let mut row = vec![0f32; k];
+    let mut predicted = Vec::with_capacity(rows);
+    let mut probability = Vec::with_capacity(rows);
+    for i in 0..rows {
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = logits.get(i, c);
+        }
+        let max = row.iter().enumerate().filter(|(_, v)| v.is_finite()).fold(
+            None,
+            |best: Option<(usize, f32)>, (c, &v)| match best {
+                Some((_, b)) if b >= v => best,
+                _ => Some((c, v)),
+            },
+        );
+        match max {
+            Some((c, m)) => {
+                let sum: f64 = row
+                    .iter()
+                    .filter(|v| v.is_finite())
+                    .map(|&v| (f64::from(v) - f64::from(m)).exp())
+                    .sum();
+                predicted.push(c as u32);
+                probability.push((1.0 / sum) as f32);
+            }
+            None => {
+                predicted.push(u32::MAX);
+                probability.push(0.0);
+            }
+        }
+    }
+    Predictions {
+        dataset,
+        labels: labels[..rows].to_vec(),
+        predicted,
+        probability,
+    }
+}
+
+fn class_of(label: i32, classes: usize) -> Option<usize> {
+    usize::try_from(label).ok().filter(|&c| c < classes)
+}
+
+/// Overall accuracy over labelled rows.
+pub(crate) fn accuracy(p: &Predictions, classes: usize, only: Option<usize>) -> Accuracy {
+    let (mut images, mut correct) = (0u64, 0u64);
+    for (&y, &pred) in p.labels.iter().zip(&p.predicted) {
+        let Some(c) = class_of(y, classes) else {
+            continue;
+        };
+        if only.is_some_and(|o| o != c) {
+            continue;
+        }
+        images += 1;
+        correct += u64::from(c as u32 == pred);
+    }
+    Accuracy {
+        dataset: p.dataset,
+        images,
+        correct,
+        accuracy: (images > 0).then(|| correct as f64 / images as f64),
+        drop_from_reference: None,
+    }
+}
+
+fn sort_by_score(images: &mut [ScoredImage]) {
+    images.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.image.index.cmp(&b.image.index))
+    });
+}
+
+fn groups(mut pairs: Vec<(usize, ScoredImage)>) -> Vec<ConfusionGroup> {
+    pairs.sort_by_key(|p| p.0);
+    let mut out: Vec<ConfusionGroup> = Vec::new();
+    for (c, image) in pairs {
+        match out.last_mut() {
+            Some(g) if g.confused_with.0 == c => g.images.push(image),
+            _ => out.push(ConfusionGroup {
+                confused_with: ClassId(c),
+                images: vec![image],
+            }),
+        }
+    }
+    for g in &mut out {
+        sort_by_score(&mut g.images);
+    }
+    out.sort_by(|a, b| {
+        b.images
+            .len()
+            .cmp(&a.images.len())
+            .then(a.confused_with.cmp(&b.confused_with))
+    });
+    out
+}
+
+/// One class on one dataset (drop filled in by the caller).
+pub(crate) fn class_in_dataset(p: &Predictions, classes: usize, class: usize) -> ClassInDataset {
+    let mut false_negatives = Vec::new();
+    let mut false_positives = Vec::new();
+    for (i, (&y, &pred)) in p.labels.iter().zip(&p.predicted).enumerate() {
+        let Some(truth) = class_of(y, classes) else {
+            continue;
+        };
+        let pred = pred as usize;
+        if truth == pred {
+            continue;
+        }
+        let image = ScoredImage {
+            image: ImageId {
+                dataset: p.dataset,
+                index: i,
+            },
+            score: p.probability[i],
+        };
+        if truth == class && pred < classes {
+            false_negatives.push((pred, image));
+        } else if pred == class {
+            false_positives.push((truth, image));
+        }
+    }
+    ClassInDataset {
+        accuracy: accuracy(p, classes, Some(class)),
+        false_negatives: groups(false_negatives),
+        false_positives: groups(false_positives),
+    }
+}
+
+/// The pairwise view of classes `a` and `b` on one dataset.
+pub(crate) fn pairwise(p: &Predictions, classes: usize, a: usize, b: usize) -> PairwiseView {
+    let mut counts = [0u64; 4];
+    let (mut a_as_b, mut b_as_a) = (Vec::new(), Vec::new());
+    for (i, (&y, &pred)) in p.labels.iter().zip(&p.predicted).enumerate() {
+        let Some(truth) = class_of(y, classes) else {
+            continue;
+        };
+        let pred = pred as usize;
+        let image = ScoredImage {
+            image: ImageId {
+                dataset: p.dataset,
+                index: i,
+            },
+            score: p.probability[i],
+        };
+        match (truth == a, truth == b, pred == a, pred == b) {
+            (true, _, true, _) => counts[0] += 1,
+            (true, _, _, true) => {
+                counts[1] += 1;
+                a_as_b.push(image);
+            }
+            (_, true, _, true) => counts[2] += 1,
+            (_, true, true, _) => {
+                counts[3] += 1;
+                b_as_a.push(image);
+            }
+            _ => {}
+        }
+    }
+    sort_by_score(&mut a_as_b);
+    sort_by_score(&mut b_as_a);
+    PairwiseView {
+        dataset: p.dataset,
+        a: ClassId(a),
+        b: ClassId(b),
+        counts,
+        a_as_b,
+        b_as_a,
+    }
+}
+
+/// Cosine similarity of `query` (already normalised, silent dimensions 0) to every row of
+/// `matrix` scaled by `scale` (1/max, 0 for silent); the best `count`, skipping `skip`.
+#[allow(clippy::too_many_arguments)] // one call site, all plain inputs
+pub(crate) fn nearest_in(
+    dataset: usize,
+    matrix: &LayerMatrix<'_>,
+    rows: usize,
+    query: &[f32],
+    scale: &[f32],
+    skip: Option<usize>,
+    count: usize,
+    threads: usize,
+) -> Vec<ScoredImage> {
+    let query_norm = query
+        .iter()
+        .map(|&q| f64::from(q) * f64::from(q))
+        .sum::<f64>()
+        .sqrt();
+    if query_norm == 0.0 || count == 0 {
+        return Vec::new();
+    }
+    let threads = threads.clamp(1, rows.max(1));
+    let chunk = rows.div_ceil(threads).max(1);
+    let mut found: Vec<ScoredImage> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let mut buffer = Vec::new();
+                    let mut best = Vec::new();
+                    let cols = query.len();
+                    for row in t * chunk..((t + 1) * chunk).min(rows) {
+                        if skip == Some(row) {
+                            continue;
+                        }
+                        let x = crate::pass::segment(matrix, row, 0, cols, &mut buffer);
+                        let (mut dot, mut norm) = (0f64, 0f64);
+                        for ((&v, &s), &q) in x.iter().zip(scale).zip(query) {
+                            let v = if v.is_finite() { v * s } else { 0.0 };
+                            dot += f64::from(v * q);
+                            norm += f64::from(v * v);
+                        }
+                        if norm > 0.0 {
+                            best.push(ScoredImage {
+                                image: ImageId {
+                                    dataset,
+                                    index: row,
+                                },
+                                score: (dot / (norm.sqrt() * query_norm)) as f32,
+                            });
+                        }
+                        if best.len() >= 4 * count + 64 {
+                            sort_by_score(&mut best);
+                            best.truncate(count);
+                        }
+                    }
+                    best
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    sort_by_score(&mut found);
+    found.truncate(count);
+    found
+}
