@@ -6,6 +6,7 @@ use shiftscope_host::{Plugin, Registry, SearchPath};
 /// Every built-in plugin.
 pub(crate) fn builtin_plugins() -> Vec<Plugin> {
     vec![
+        Plugin::builtin_dataset::<cifar10::Cifar10>(),
         Plugin::builtin_dataset::<colored_mnist::ColoredMnist>(),
         Plugin::builtin_dataset::<example_shift::ExampleShift>(),
         Plugin::builtin_model::<example_model::ExampleModel>(),
