@@ -158,3 +158,87 @@ fn nan_and_inf_are_counted_per_layer() {
     assert_eq!(count("flatten"), 8, "{counts:?}");
     assert_eq!(count("logits"), 10, "{counts:?}");
 }
+
+/// Tiny CIFAR files in `dir`: the binary batches (2 records per train file, 3 test records)
+/// and CIFAR-10-C with one corruption of 5 rows.
+fn write_cifar_files(dir: &std::path::Path) {
+    let bin = dir.join("cifar-10-batches-bin");
+    std::fs::create_dir_all(&bin).expect("folder");
+    let record = |label: u8, seed: usize| -> Vec<u8> {
+        std::iter::once(label)
+            .chain((0..3072).map(|i| ((i * 7 + seed * 13) % 256) as u8))
+            .collect()
+    };
+    for f in 1..=5 {
+        let bytes: Vec<u8> = (0..2)
+            .flat_map(|i| record((f + i) as u8 % 10, f * 2 + i))
+            .collect();
+        std::fs::write(bin.join(format!("data_batch_{f}.bin")), bytes).expect("write batch");
+    }
+    let test: Vec<u8> = (0..3).flat_map(|i| record(9 - i as u8, 100 + i)).collect();
+    std::fs::write(bin.join("test_batch.bin"), test).expect("write batch");
+
+    let npy = |descr: &str, shape: &str, data: &[u8]| -> Vec<u8> {
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    };
+    let c = dir.join("CIFAR-10-C");
+    std::fs::create_dir_all(&c).expect("folder");
+    std::fs::write(c.join("labels.npy"), npy("|u1", "(5,)", &[3, 1, 4, 1, 5])).expect("write");
+    let images: Vec<u8> = (0..5 * 3072).map(|i| (i % 253) as u8).collect();
+    std::fs::write(c.join("fog.npy"), npy("|u1", "(5, 32, 32, 3)", &images)).expect("write");
+}
+
+#[test]
+fn cifar10_conforms_in_both_forms_over_procedural_and_real_layout_files_and_they_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    write_cifar_files(dir.path());
+    let files = format!("(data: Some({:?}))", dir.path());
+    let builtin = Plugin::builtin_dataset::<cifar10::Cifar10>();
+    let loaded = dynamic("cifar10");
+    for (config, min_checks) in [
+        ("(procedural: true, train_len: 40, test_len: 30)", 30),
+        (files.as_str(), 90),
+    ] {
+        let a = builtin.create_dataset_source_unchecked(config).unwrap();
+        check_dataset_source(a.as_ref()).assert_passed(min_checks);
+        let checked = builtin.create_dataset_source(config).unwrap();
+        check_dataset_source(checked.as_ref()).assert_passed(min_checks);
+        let b = loaded.create_dataset_source_unchecked(config).unwrap();
+        check_dataset_source(b.as_ref()).assert_passed(min_checks);
+        assert_eq!(b.outstanding_outputs(), Some(0));
+        let catalog = a.catalog().unwrap();
+        assert_eq!(catalog, b.catalog().unwrap());
+        for entry in &catalog {
+            let (da, db) = (a.open(&entry.name).unwrap(), b.open(&entry.name).unwrap());
+            assert_eq!(da.classes(), db.classes());
+            for i in [0, da.len() - 1] {
+                assert_eq!(da.get(i).unwrap(), db.get(i).unwrap(), "{} {i}", entry.name);
+            }
+        }
+    }
+    // Through the library too, a broken file is one clear error naming it.
+    std::fs::write(
+        dir.path().join("cifar-10-batches-bin/test_batch.bin"),
+        vec![0u8; 3073 + 5],
+    )
+    .unwrap();
+    let e = loaded
+        .create_dataset_source(&files)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("test_batch.bin: 3078 bytes is not a whole number of 3073-byte"),
+        "{e}"
+    );
+}

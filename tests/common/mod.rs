@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Every plugin package the tests load dynamically.
-pub(crate) const PLUGIN_PACKAGES: [&str; 8] = [
+pub(crate) const PLUGIN_PACKAGES: [&str; 9] = [
+    "cifar10",
     "colored-mnist",
     "example-shift",
     "example-model",
