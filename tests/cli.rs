@@ -362,6 +362,66 @@ fn datasets_preview_writes_a_contact_sheet() {
 }
 
 #[test]
+fn datasets_export_writes_the_pixels_and_labels_the_plugin_gives() {
+    use shiftscope_sdk::{DatasetSource, DatasetSourcePlugin};
+
+    let home = tempfile::tempdir().unwrap();
+    let out_path = home.path().join("train.npz");
+    let out = run(
+        &[
+            "datasets",
+            "export",
+            "colored-mnist/permuted/train",
+            "--limit",
+            "37",
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("37 images of 28x28, 10 classes"));
+
+    let source = colored_mnist::ColoredMnist::create("").unwrap();
+    let dataset = source.open("colored-mnist/permuted/train").unwrap();
+    let mut npz = npyz::npz::NpzArchive::open(&out_path).unwrap();
+    let images = npz.by_name("images").unwrap().unwrap();
+    assert_eq!(images.shape(), &[37, 28, 28, 3]);
+    let images: Vec<u8> = images.into_vec().unwrap();
+    let labels = npz.by_name("labels").unwrap().unwrap();
+    assert_eq!(labels.shape(), &[37]);
+    let labels: Vec<i64> = labels.into_vec().unwrap();
+    for i in [0, 1, 17, 36] {
+        let sample = dataset.get(i).unwrap();
+        assert_eq!(
+            &images[i * 2352..(i + 1) * 2352],
+            sample.pixels.as_slice(),
+            "image {i}"
+        );
+        assert_eq!(labels[i], i64::from(sample.label));
+    }
+    let classes = npz.by_name("classes").unwrap().unwrap();
+    assert_eq!(classes.shape(), &[10]);
+    assert!(!home.path().join("train.npz.partial").exists());
+
+    let bad = run(
+        &[
+            "datasets",
+            "export",
+            "colored-mnist/sepia",
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    assert!(!bad.status.success());
+    let stderr = text(&bad.stderr);
+    assert!(stderr.contains("no variant 'sepia'"), "{stderr}");
+    // The plugin named by the prefix answers alone: no unrelated plugins' refusals.
+    assert!(!stderr.contains("example-shift"), "{stderr}");
+}
+
+#[test]
 fn verify_checks_a_store_and_names_a_damaged_file() {
     use shiftscope_store::{LayerEntry, Manifest, ModelEntry, Precision, Role, StoreWriter};
     let home = tempfile::tempdir().unwrap();

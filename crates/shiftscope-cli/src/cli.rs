@@ -130,6 +130,25 @@ pub(crate) enum DatasetsAction {
     /// Write a contact sheet (PNG) of the first images of one or more datasets, each image
     /// with its label: what a dataset or a shift looks like.
     Preview(PreviewArgs),
+    /// Write a dataset's images and labels to an `.npz` file (`images`: (N, H, W, 3) uint8,
+    /// `labels`: (N,) int64, `classes`: (K,) unicode), e.g. to train a model in PyTorch on
+    /// exactly the pixels shiftscope generates.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The dataset name, as `shiftscope datasets` lists it.
+    #[arg(value_name = "NAME")]
+    pub(crate) name: String,
+
+    /// The `.npz` file to write (written to a temporary name, renamed when complete).
+    #[arg(long, short)]
+    pub(crate) out: PathBuf,
+
+    /// Export only the first N images.
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -10,13 +10,15 @@ use shiftscope_runtime::{SheetBlock, contact_sheet};
 use shiftscope_sdk::Dataset;
 
 use crate::builtins::registry;
-use crate::cli::{Cli, DatasetsAction, DatasetsArgs, PreviewArgs};
+use crate::cli::{Cli, DatasetsAction, DatasetsArgs, ExportArgs, PreviewArgs};
 use crate::table::write_table;
 
 pub(crate) fn run(cli: &Cli, args: &DatasetsArgs) -> anyhow::Result<()> {
     let registry = registry(&SearchPath::standard(&cli.plugin_paths))?;
-    if let Some(DatasetsAction::Preview(preview_args)) = &args.action {
-        return preview(&registry, preview_args);
+    match &args.action {
+        Some(DatasetsAction::Preview(preview_args)) => return preview(&registry, preview_args),
+        Some(DatasetsAction::Export(export_args)) => return export(&registry, export_args),
+        None => {}
     }
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut problems = Vec::new();
@@ -88,6 +90,10 @@ fn open(registry: &Registry, name: &str) -> anyhow::Result<(Box<dyn Dataset>, St
         });
         match opened {
             Ok(found) => return Ok(found),
+            // The plugin the name belongs to has the only reason worth reading.
+            Err(e) if plugin.info().name == prefix => {
+                anyhow::bail!("cannot open '{name}': {e}")
+            }
             Err(e) => reasons.push(e.to_string()),
         }
     }
@@ -125,6 +131,145 @@ fn preview(registry: &Registry, args: &PreviewArgs) -> anyhow::Result<()> {
         sheet.width,
         sheet.height,
         blocks.len()
+    );
+    Ok(())
+}
+
+/// Samples `range` of `dataset` on every core, in index order.
+fn read_range(
+    dataset: &dyn Dataset,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<shiftscope_sdk::Sample>, shiftscope_sdk::PluginError> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let per_thread = range.len().div_ceil(threads).max(1);
+    let parts: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (range.start..range.end)
+            .step_by(per_thread)
+            .map(|start| {
+                let end = (start + per_thread).min(range.end);
+                std::thread::Builder::new()
+                    .name(format!("export-{start}"))
+                    .spawn_scoped(scope, move || {
+                        (start..end)
+                            .map(|i| dataset.get(i))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    Err(shiftscope_sdk::PluginError::failed(
+                        "a reader thread panicked",
+                    ))
+                }),
+                Err(e) => Err(shiftscope_sdk::PluginError::failed(format!(
+                    "cannot start a reader thread: {e}"
+                ))),
+            })
+            .collect()
+    });
+    let mut samples = Vec::with_capacity(range.len());
+    for part in parts {
+        samples.extend(part?);
+    }
+    Ok(samples)
+}
+
+fn export(registry: &Registry, args: &ExportArgs) -> anyhow::Result<()> {
+    use npyz::WriterBuilder;
+
+    let (dataset, description) = open(registry, &args.name)?;
+    let n = args.limit.unwrap_or(usize::MAX).min(dataset.len());
+    anyhow::ensure!(n > 0, "{} holds no images", args.name);
+    let first = dataset
+        .get(0)
+        .with_context(|| format!("reading {} image 0", args.name))?;
+    let (width, height) = (first.width, first.height);
+    let tmp = args.out.with_extension("npz.partial");
+    let write = || -> anyhow::Result<()> {
+        let mut npz = npyz::npz::NpzWriter::create(&tmp)?;
+        let mut labels = Vec::with_capacity(n);
+        {
+            // Buffered: the npy writer writes element by element, and each small write into
+            // the zip's deflate stream is costly.
+            let zip = npz.zip_writer();
+            zip.start_file("images.npy", Default::default())?;
+            let mut images = npyz::WriteOptions::<u8>::new()
+                .writer(std::io::BufWriter::with_capacity(1 << 20, &mut *zip))
+                .default_dtype()
+                .shape(&[n as u64, u64::from(height), u64::from(width), 3])
+                .begin_nd()?;
+            const CHUNK: usize = 4096;
+            for start in (0..n).step_by(CHUNK) {
+                let range = start..(start + CHUNK).min(n);
+                let samples = read_range(dataset.as_ref(), range.clone()).with_context(|| {
+                    format!(
+                        "reading {} images {}..{}",
+                        args.name, range.start, range.end
+                    )
+                })?;
+                for (i, sample) in range.zip(samples) {
+                    anyhow::ensure!(
+                        (sample.width, sample.height) == (width, height),
+                        "{} image {i} is {}x{} but image 0 is {width}x{height}: an .npz \
+                         array needs one size",
+                        args.name,
+                        sample.width,
+                        sample.height
+                    );
+                    images.extend(sample.pixels.iter().copied())?;
+                    labels.push(i64::from(sample.label));
+                }
+            }
+            images.finish()?;
+        }
+        let mut out = npz
+            .array::<i64>("labels", Default::default())?
+            .default_dtype()
+            .shape(&[n as u64])
+            .begin_nd()?;
+        out.extend(labels)?;
+        out.finish()?;
+        let classes = dataset.classes();
+        let longest = classes
+            .iter()
+            .map(|c| c.chars().count())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut out = npz
+            .array::<str>("classes", Default::default())?
+            .dtype(npyz::DType::Plain(
+                format!("<U{longest}")
+                    .parse::<npyz::TypeStr>()
+                    .map_err(|e| anyhow::anyhow!("class name dtype: {e}"))?,
+            ))
+            .shape(&[classes.len() as u64])
+            .begin_nd()?;
+        for class in classes {
+            out.push(class.as_str())?;
+        }
+        out.finish()?;
+        drop(npz);
+        Ok(())
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("writing {}", args.out.display())));
+    }
+    std::fs::rename(&tmp, &args.out)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), args.out.display()))?;
+    println!(
+        "wrote {}: {n} images of {width}x{height}, {} classes ({})",
+        args.out.display(),
+        dataset.classes().len(),
+        if description.is_empty() {
+            args.name.as_str()
+        } else {
+            description.as_str()
+        }
     );
     Ok(())
 }
