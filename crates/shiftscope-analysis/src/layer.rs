@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use shiftscope_store::{Role, Store, StoreError};
 
-use crate::pass::layer_pass;
+use crate::pass::{layer_pass, parallel_map};
 use crate::scores::{
     Histogram, TOP_CLASSES, morcos_selectivity, rafegas_selectivity, spearman, top_indices,
 };
@@ -386,10 +386,7 @@ pub(crate) fn compute_layer(
             images: pass.top_images,
             values: pass.top_values,
         };
-        let mut rafegas = vec![f32::NAN; neurons];
-        let mut morcos = vec![f32::NAN; neurons];
-        let mut top_classes = vec![u32::MAX; neurons * TOP_CLASSES];
-        for n in 0..neurons {
+        let per_neuron = parallel_map(neurons, threads, |n| {
             let (images, values) = top_k.neuron(n);
             let (labelled, top_labels): (Vec<f32>, Vec<u32>) = images
                 .iter()
@@ -402,13 +399,22 @@ pub(crate) fn compute_layer(
                         .map(|c| (v, c))
                 })
                 .unzip();
-            rafegas[n] = rafegas_selectivity(&labelled, &top_labels, params.rafegas_threshold)
+            let rafegas = rafegas_selectivity(&labelled, &top_labels, params.rafegas_threshold)
                 .map_or(f32::NAN, |v| v as f32);
-            morcos[n] = morcos_selectivity(class_means.profile(n)).map_or(f32::NAN, |v| v as f32);
-            for (slot, c) in top_classes[n * TOP_CLASSES..]
-                .iter_mut()
-                .zip(top_indices(class_means.profile(n), TOP_CLASSES))
-            {
+            let morcos = morcos_selectivity(class_means.profile(n)).map_or(f32::NAN, |v| v as f32);
+            (
+                rafegas,
+                morcos,
+                top_indices(class_means.profile(n), TOP_CLASSES),
+            )
+        });
+        let mut rafegas = vec![f32::NAN; neurons];
+        let mut morcos = vec![f32::NAN; neurons];
+        let mut top_classes = vec![u32::MAX; neurons * TOP_CLASSES];
+        for (n, (r, m, top)) in per_neuron.into_iter().enumerate() {
+            rafegas[n] = r;
+            morcos[n] = m;
+            for (slot, c) in top_classes[n * TOP_CLASSES..].iter_mut().zip(top) {
                 *slot = c;
             }
         }
@@ -442,18 +448,15 @@ pub(crate) fn compute_layer(
             od.rows,
             threads,
         );
-        let mut spurious = vec![f32::NAN; neurons];
-        let mut novelty = vec![f32::NAN; neurons];
-        let mut shift = vec![f32::NAN; neurons];
-        for n in 0..neurons {
+        let per_neuron = parallel_map(neurons, threads, |n| {
             if silent[n] {
-                continue;
+                return (f32::NAN, f32::NAN, f32::NAN);
             }
             let m = normaliser_max[n];
             // Ranks are unchanged by the positive normalising scale: raw means suffice.
             let a: Vec<f32> = id.class_means.profile(n).collect();
             let b: Vec<f32> = od.class_means.profile(n).collect();
-            spurious[n] = spearman(&a, &b).map_or(f32::NAN, |r| (1.0 - r.abs()) as f32);
+            let spurious = spearman(&a, &b).map_or(f32::NAN, |r| (1.0 - r.abs()) as f32);
             let max_of = |p: &[f32]| {
                 p.iter()
                     .filter(|v| v.is_finite())
@@ -461,11 +464,15 @@ pub(crate) fn compute_layer(
                         Some(acc.map_or(v, |a| a.max(v)))
                     })
             };
-            if let (Some(x), Some(y)) = (max_of(&a), max_of(&b)) {
-                novelty[n] = x / m - y / m;
-            }
-            shift[n] = raw_w1[n] / m;
-        }
+            let novelty = match (max_of(&a), max_of(&b)) {
+                (Some(x), Some(y)) => x / m - y / m,
+                _ => f32::NAN,
+            };
+            (spurious, novelty, raw_w1[n] / m)
+        });
+        let spurious = per_neuron.iter().map(|p| p.0).collect();
+        let novelty = per_neuron.iter().map(|p| p.1).collect();
+        let shift = per_neuron.iter().map(|p| p.2).collect();
         shifts.push(ShiftScores {
             dataset: ood,
             spurious,

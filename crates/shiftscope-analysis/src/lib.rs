@@ -487,7 +487,13 @@ impl Analysis {
             .store
             .logits(dataset)
             .map_err(|e| self.store_error(e))?;
-        let p = Arc::new(views::predictions(dataset, labels, &logits, rows));
+        let p = Arc::new(views::predictions(
+            dataset,
+            labels,
+            &logits,
+            rows,
+            self.threads,
+        ));
         *slot = Some(Arc::clone(&p));
         Ok(p)
     }
@@ -499,6 +505,25 @@ impl Analysis {
             .map(|d| Ok(views::accuracy(&*self.predictions(d)?, classes, None)))
             .collect::<Result<Vec<_>, AnalysisError>>()?;
         fill_drops(&mut out, self.reference);
+        Ok(out)
+    }
+
+    /// Accuracy of every class on every dataset (`[dataset][class]`) with the drop from
+    /// the reference dataset's accuracy on the same class; one pass over each dataset.
+    pub fn class_accuracy(&self) -> Result<Vec<Vec<Accuracy>>, AnalysisError> {
+        let classes = self.store.manifest().classes.len();
+        let mut out = (0..self.predictions.len())
+            .map(|d| Ok(views::class_accuracy(&*self.predictions(d)?, classes)))
+            .collect::<Result<Vec<_>, AnalysisError>>()?;
+        let reference: Vec<Option<f64>> = out
+            .get(self.reference)
+            .map(|r| r.iter().map(|a| a.accuracy).collect())
+            .unwrap_or_default();
+        for per_class in &mut out {
+            for (a, r) in per_class.iter_mut().zip(&reference) {
+                a.drop_from_reference = r.zip(a.accuracy).map(|(r, x)| r - x);
+            }
+        }
         Ok(out)
     }
 

@@ -147,44 +147,43 @@ pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.iter().map(|&e| (e / sum) as f32).collect()
 }
 
-/// Argmax and its probability for every row of `logits`.
+/// Argmax and its probability for every row of `logits`, rows split over `threads`.
 pub(crate) fn predictions(
     dataset: usize,
     labels: &[i32],
     logits: &LayerMatrix<'_>,
     rows: usize,
+    threads: usize,
 ) -> Predictions {
+    const ROWS: usize = 1024;
     let (_, k) = logits.shape();
-    let mut row = vec![0f32; k];
-    let mut predicted = Vec::with_capacity(rows);
-    let mut probability = Vec::with_capacity(rows);
-    for i in 0..rows {
-        for (c, v) in row.iter_mut().enumerate() {
-            *v = logits.get(i, c);
+    let parts = crate::pass::parallel_map(rows.div_ceil(ROWS), threads, |part| {
+        let mut buffer = Vec::new();
+        let mut out = Vec::with_capacity(ROWS);
+        for i in part * ROWS..((part + 1) * ROWS).min(rows) {
+            let row = crate::pass::segment(logits, i, 0, k, &mut buffer);
+            let best = row.iter().enumerate().filter(|(_, v)| v.is_finite()).fold(
+                None,
+                |best: Option<(usize, f32)>, (c, &v)| match best {
+                    Some((_, b)) if b >= v => best,
+                    _ => Some((c, v)),
+                },
+            );
+            out.push(match best {
+                Some((c, m)) => {
+                    let sum: f32 = row
+                        .iter()
+                        .filter(|v| v.is_finite())
+                        .map(|&v| (v - m).exp())
+                        .sum();
+                    (c as u32, 1.0 / sum)
+                }
+                None => (u32::MAX, 0.0),
+            });
         }
-        let max = row.iter().enumerate().filter(|(_, v)| v.is_finite()).fold(
-            None,
-            |best: Option<(usize, f32)>, (c, &v)| match best {
-                Some((_, b)) if b >= v => best,
-                _ => Some((c, v)),
-            },
-        );
-        match max {
-            Some((c, m)) => {
-                let sum: f64 = row
-                    .iter()
-                    .filter(|v| v.is_finite())
-                    .map(|&v| (f64::from(v) - f64::from(m)).exp())
-                    .sum();
-                predicted.push(c as u32);
-                probability.push((1.0 / sum) as f32);
-            }
-            None => {
-                predicted.push(u32::MAX);
-                probability.push(0.0);
-            }
-        }
-    }
+        out
+    });
+    let (predicted, probability) = parts.into_iter().flatten().unzip();
     Predictions {
         dataset,
         labels: labels[..rows].to_vec(),
@@ -217,6 +216,29 @@ pub(crate) fn accuracy(p: &Predictions, classes: usize, only: Option<usize>) -> 
         accuracy: (images > 0).then(|| correct as f64 / images as f64),
         drop_from_reference: None,
     }
+}
+
+/// Accuracy of every class in one pass.
+pub(crate) fn class_accuracy(p: &Predictions, classes: usize) -> Vec<Accuracy> {
+    let mut images = vec![0u64; classes];
+    let mut correct = vec![0u64; classes];
+    for (&y, &pred) in p.labels.iter().zip(&p.predicted) {
+        if let Some(c) = class_of(y, classes) {
+            images[c] += 1;
+            correct[c] += u64::from(c as u32 == pred);
+        }
+    }
+    images
+        .iter()
+        .zip(&correct)
+        .map(|(&images, &correct)| Accuracy {
+            dataset: p.dataset,
+            images,
+            correct,
+            accuracy: (images > 0).then(|| correct as f64 / images as f64),
+            drop_from_reference: None,
+        })
+        .collect()
 }
 
 fn sort_by_score(images: &mut [ScoredImage]) {
