@@ -113,12 +113,15 @@ pub enum Corruption {
     /// Not monotone in distance as published: the CIFAR table shrinks the affine part from
     /// 0.08 to 0.03 of the side while the local part stays under a pixel, so its distance
     /// falls with severity; the ImageNet table's severities 1–2 are large smooth affine
-    /// moves and 3–5 small local wobbles, so 1–2 are farther than 3–5.
+    /// moves and 3–5 small local wobbles, so 1–2 are farther than 3–5. Images over 1024
+    /// pixels a side draw wide displacement fields on a coarser grid (same statistics).
     ElasticTransform,
     /// PIL BOX down-sampling by the table's factor and BOX up-sampling back.
     Pixelate,
     /// A real JPEG encode at the table's quality with 4:2:0 chroma (PIL's default), decoded.
-    /// The `jpeg-encoder` crate's quantisation and DCT are not libjpeg's bit for bit.
+    /// `jpeg-encoder` uses libjpeg's standard tables and quality scaling, so the
+    /// quantisation is PIL's; its DCT rounding and chroma resampling (and `jpeg-decoder`'s
+    /// up-sampling) are not libjpeg's bit for bit.
     JpegCompression,
     /// Water splashes (pale turquoise, edge-embossed; severities 1–3) or mud (brown blobs;
     /// 4–5). The edge detector is a textbook Canny with OpenCV's settings, not OpenCV's

@@ -55,7 +55,12 @@ fn water(p: &mut Planes, liquid: &[f32], intensity: f32) {
         .map(|v| v.round().clamp(0.0, 255.0))
         .collect();
     let blurred: Vec<f32> = box3(&embossed, w, h).into_iter().map(f32::round).collect();
-    let mut m: Vec<f32> = liquid.iter().zip(&blurred).map(|(l, d)| l * d).collect();
+    // The script multiplies the uint8 liquid layer (not the float one) by the distances.
+    let mut m: Vec<f32> = bytes
+        .iter()
+        .zip(&blurred)
+        .map(|(&l, d)| f32::from(l) * d)
+        .collect();
     let max = m.iter().copied().fold(0.0f32, f32::max);
     // (The script divides by the maximum unguarded; an all-zero layer means no water.)
     let scale = if max > 0.0 { intensity / max } else { 0.0 };

@@ -193,3 +193,24 @@ fn names_and_groups() {
     assert_eq!(table_name(224, 224), "ImageNet-C");
     assert_eq!(table_name(500, 100), "CIFAR-10-C");
 }
+
+#[test]
+fn large_images_stay_tractable() {
+    // ImageNet table; wide elastic fields drawn on the coarse grid; fog's map is 2048².
+    let (w, h) = (1600u32, 1200u32);
+    let img = test_image(w, h, 2);
+    for c in [
+        Corruption::ElasticTransform,
+        Corruption::Fog,
+        Corruption::Spatter,
+    ] {
+        for severity in [1, 2] {
+            let started = std::time::Instant::now();
+            let out = corrupt(c, &img, w, h, severity, 3).unwrap();
+            assert_eq!(out.len(), img.len());
+            assert!(out != img, "{c} {severity}");
+            let took = started.elapsed();
+            assert!(took.as_secs() < 20, "{c} {severity}: {took:?}");
+        }
+    }
+}
