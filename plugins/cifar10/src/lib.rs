@@ -15,6 +15,10 @@
 //! - `cifar10.2`, `cifar10.2/train`: CIFAR-10.2 (`cifar102_test.npz`, `cifar102_train.npz`,
 //!   arrays `images` and `labels`).
 //!
+//! Any of them corrupted on the fly: `<name>+<corruption>/<severity>`, e.g.
+//! `cifar10/test+fog/3`, through `shiftscope-corrupt` (the 18 Hendrycks & Dietterich
+//! families at severities 1–5, CIFAR-10-C parameters at this size).
+//!
 //! Config (RON, all optional): `(data: Some("/data"), seed: 0, train_len: 50000,
 //! test_len: 10000, procedural: false)`; the lengths and seed are those of the procedural
 //! set. Files are looked for in `data`, else `$SHIFTSCOPE_DATA`, else
@@ -318,6 +322,8 @@ pub struct Cifar10 {
     v1: Option<Labelled>,
     /// Splits read whole on first use (binary labels, `.npz` arrays), by name.
     loaded: Mutex<HashMap<String, Arc<Split>>>,
+    /// Seed of on-the-fly corruptions (and of the procedural set).
+    seed: u64,
 }
 
 /// The first folder of `dirs` where `find` finds something.
@@ -527,6 +533,7 @@ impl DatasetSourcePlugin for Cifar10 {
             ));
         }
         Ok(Cifar10 {
+            seed: config.seed,
             entries,
             binary,
             corruptions,
@@ -681,9 +688,11 @@ impl DatasetSource for Cifar10 {
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn Dataset>, PluginError> {
-        Ok(Box::new(CifarDataset {
-            split: self.open_base(name)?,
-        }))
+        shiftscope_corrupt::open_corrupted(name, self.seed, |base| {
+            Ok(Box::new(CifarDataset {
+                split: self.open_base(base)?,
+            }))
+        })
     }
 }
 

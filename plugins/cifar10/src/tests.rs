@@ -122,6 +122,32 @@ fn procedural_conformance() {
 }
 
 #[test]
+fn any_set_can_be_corrupted_on_the_fly() {
+    let s = source("(procedural: true, train_len: 40, test_len: 30)");
+    let clean = s.open("cifar10/test").unwrap();
+    for name in [
+        "cifar10/test+fog/1",
+        "cifar10/test+fog/5",
+        "cifar10/test+pixelate/3",
+    ] {
+        let shifted = s.open(name).unwrap();
+        assert_eq!(shifted.len(), clean.len(), "{name}");
+        let (a, b) = (clean.get(3).unwrap(), shifted.get(3).unwrap());
+        assert_eq!((a.label, a.width, a.height), (b.label, b.width, b.height));
+        assert_ne!(a.pixels, b.pixels, "{name}");
+        assert_eq!(
+            shifted.get(3).unwrap(),
+            b,
+            "{name} is deterministic per index"
+        );
+    }
+    let e = s.open("cifar10/test+fog/6").err().unwrap().to_string();
+    assert!(e.contains("is not one of 1, 2, 3, 4, 5"), "{e}");
+    let e = s.open("cifar10/tset+fog/2").err().unwrap().to_string();
+    assert!(e.contains("no dataset 'cifar10/tset'"), "{e}");
+}
+
+#[test]
 fn config_errors_are_clear() {
     let e = Cifar10::create("(colour: true)").unwrap_err().to_string();
     assert!(

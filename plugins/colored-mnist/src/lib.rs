@@ -10,7 +10,8 @@
 //! `(data: Some("/data"), seed: 0, train_len: 60000, test_len: 10000, procedural: false)`;
 //! MNIST files are looked for in `data`, else `$SHIFTSCOPE_DATA`, else
 //! `~/.cache/shiftscope/data`, each directly or in its `mnist/` folder. Which digits are used
-//! is named in every catalog entry.
+//! is named in every catalog entry. Any variant can also be corrupted on the fly through
+//! `shiftscope-corrupt`: `colored-mnist/id+fog/3`, `colored-mnist/grey/train+gaussian_blur/5`.
 
 mod digits;
 mod idx;
@@ -314,6 +315,13 @@ impl DatasetSource for ColoredMnist {
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn Dataset>, PluginError> {
+        shiftscope_corrupt::open_corrupted(name, self.seed, |base| self.open_base(base))
+    }
+}
+
+impl ColoredMnist {
+    /// A colouring of a split, before any on-the-fly corruption.
+    fn open_base(&self, name: &str) -> Result<Box<dyn Dataset>, PluginError> {
         let rest = name
             .strip_prefix(NAME)
             .and_then(|r| r.strip_prefix('/'))
@@ -509,6 +517,33 @@ mod tests {
         assert_eq!(s.open("colored-mnist/drift=0.5").unwrap().len(), 10);
         let e = s.open("cifar10/id").err().unwrap();
         assert!(e.to_string().contains("names start with colored-mnist/"));
+    }
+
+    #[test]
+    fn any_variant_can_be_corrupted_on_the_fly() {
+        let s = source("(procedural: true, train_len: 20, test_len: 10)");
+        let clean = s.open("colored-mnist/id/train").unwrap();
+        let foggy = s.open("colored-mnist/id/train+fog/3").unwrap();
+        assert_eq!(
+            (foggy.len(), foggy.classes()),
+            (clean.len(), clean.classes())
+        );
+        let (a, b) = (clean.get(4).unwrap(), foggy.get(4).unwrap());
+        assert_eq!((a.label, a.width, a.height), (b.label, b.width, b.height));
+        assert_ne!(a.pixels, b.pixels);
+        assert_eq!(foggy.get(4).unwrap(), b, "deterministic per index");
+        let e = s
+            .open("colored-mnist/id+frost/2")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("unknown corruption 'frost'"), "{e}");
+        let e = s
+            .open("colored-mnist/sepia+fog/2")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no variant 'sepia'"), "{e}");
     }
 
     #[test]
