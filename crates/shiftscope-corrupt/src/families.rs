@@ -40,13 +40,20 @@ pub(crate) fn gaussian_noise(i: &Input<'_>) -> Vec<u8> {
 pub(crate) fn shot_noise(i: &Input<'_>) -> Vec<u8> {
     let c = i.table.shot_noise[i.s];
     let mut rng = Rng::new(i.seed, 2);
-    let mut p = i.planes();
-    for plane in &mut p.c {
-        for v in plane.iter_mut() {
-            *v = (rng.poisson(f64::from(*v) * c) / c) as f32;
-        }
+    // λ = x·c takes one of 256 values: exp(−λ) once for each.
+    let lambdas: Vec<(f64, f64)> = (0..=255u8)
+        .map(|v| {
+            let lambda = f64::from(f32::from(v) / 255.0) * c;
+            (lambda, (-lambda).exp())
+        })
+        .collect();
+    let mut out = vec![0u8; i.pixels.len()];
+    for (o, &v) in out.iter_mut().zip(i.pixels) {
+        let (lambda, e) = lambdas[usize::from(v)];
+        let x = (rng.poisson_with(lambda, e) / c) as f32;
+        *o = (x.clamp(0.0, 1.0) * 255.0 + 1e-3).floor().min(255.0) as u8;
     }
-    p.to_u8_trunc()
+    out
 }
 
 pub(crate) fn impulse_noise(i: &Input<'_>) -> Vec<u8> {

@@ -448,6 +448,13 @@ pub(crate) fn bilinear(plane: &[f32], w: usize, h: usize, x: f64, y: f64, border
     let fx = (x - x0) as f32;
     let fy = (y - y0) as f32;
     let (x0, y0) = (x0 as i64, y0 as i64);
+    if x0 >= 0 && y0 >= 0 && x0 + 1 < w as i64 && y0 + 1 < h as i64 {
+        // Inside: no border mapping.
+        let k = y0 as usize * w + x0 as usize;
+        let top = plane[k] + (plane[k + 1] - plane[k]) * fx;
+        let bottom = plane[k + w] + (plane[k + w + 1] - plane[k + w]) * fx;
+        return top + (bottom - top) * fy;
+    }
     let xa = map_index(x0, w, border);
     let xb = map_index(x0 + 1, w, border);
     let ya = map_index(y0, h, border) * w;

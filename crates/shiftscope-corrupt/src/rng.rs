@@ -48,19 +48,30 @@ impl Rng {
         r * c
     }
 
-    /// Poisson with mean `lambda` (≥ 0): multiplication method below 10, Hörmann's
-    /// transformed rejection (PTRS, exact) above.
+    /// Poisson with mean `lambda` (≥ 0): inversion below 10, Hörmann's transformed
+    /// rejection (PTRS, exact) above.
+    #[cfg(test)]
     pub(crate) fn poisson(&mut self, lambda: f64) -> f64 {
+        self.poisson_with(lambda, (-lambda).exp())
+    }
+
+    /// [`Rng::poisson`] with `exp(−lambda)` supplied (callers with few distinct means
+    /// compute it once per mean).
+    pub(crate) fn poisson_with(&mut self, lambda: f64, exp_neg_lambda: f64) -> f64 {
         if lambda.is_nan() || lambda <= 0.0 {
             return 0.0;
         }
         if lambda < 10.0 {
-            let limit = (-lambda).exp();
+            // Sequential search of the CDF: one uniform, about λ steps. The cap only
+            // guards against a uniform within rounding of 1.
+            let u = self.f64();
             let mut k = 0.0;
-            let mut p = self.f64();
-            while p > limit {
+            let mut p = exp_neg_lambda;
+            let mut cdf = p;
+            while u > cdf && k < 1000.0 {
                 k += 1.0;
-                p *= self.f64();
+                p *= lambda / k;
+                cdf += p;
             }
             return k;
         }

@@ -5,6 +5,8 @@
 //! ```text
 //! SHIFTSCOPE_SHEET_DIR=/tmp/sheets cargo test -p shiftscope-corrupt --test sheet -- --ignored
 //! ```
+//!
+//! `SHIFTSCOPE_SHEET_FAMILIES=snow,spatter` adds sheets of just those families.
 
 #![allow(clippy::unwrap_used)]
 
@@ -59,4 +61,13 @@ fn contact_sheets() {
     sheet(dir, 224, 1, b, "sheet224_b.png");
     sheet(dir, 32, 4, a, "sheet32_a.png");
     sheet(dir, 32, 4, b, "sheet32_b.png");
+    // SHIFTSCOPE_SHEET_FAMILIES=snow,spatter: a closer look at a few families.
+    if let Ok(names) = std::env::var("SHIFTSCOPE_SHEET_FAMILIES") {
+        let picked: Vec<Corruption> = names
+            .split(',')
+            .map(|n| Corruption::from_name(n.trim()).unwrap())
+            .collect();
+        sheet(dir, 224, 1, &picked, "sheet224_picked.png");
+        sheet(dir, 32, 4, &picked, "sheet32_picked.png");
+    }
 }
