@@ -15,6 +15,16 @@
 //!
 //! Where the scripts call OpenCV, ImageMagick, scipy or skimage, the documented operation
 //! is reimplemented here in plain Rust; each family's documentation says where it differs.
+//! Random draws come from the SDK's SplitMix64 (normal by Box–Muller, Poisson by inversion
+//! or PTRS), so results match the published statistics, not numpy's draws. Output
+//! quantisation follows the scripts: families computed in numpy floats end with
+//! `np.uint8`'s truncation, those that went through ImageMagick or PIL (motion blur,
+//! pixelate, JPEG) round.
+//!
+//! The published tables are not all monotone in how far severity moves an image: saturate,
+//! glass blur, elastic transform, spatter (CIFAR), snow (ImageNet) and motion blur (CIFAR
+//! 3 = 4) have exceptions, documented on each [`Corruption`] variant and pinned in the
+//! crate's tests.
 
 mod dataset;
 mod families;

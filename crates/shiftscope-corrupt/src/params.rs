@@ -157,7 +157,8 @@ pub(crate) const IMAGENET: Table = Table {
     ],
 };
 
-/// Images whose short side is below this use [`CIFAR`], others [`IMAGENET`].
+/// Images whose short side is below this use the CIFAR-10-C table (`make_cifar_c.py`),
+/// others the ImageNet-C table (`make_imagenet_c.py`).
 pub const IMAGENET_MIN_SIDE: u32 = 128;
 
 /// The table for an image of this size.
