@@ -93,7 +93,7 @@ fn main() {
             corrupt(c, p, SIDE, SIDE, SEVERITY, seed).unwrap_or_default()
         });
         println!(
-            "{:<20} {:>8} {:>12.1} {:>10.2} {:>12.0}",
+            "{:<20} {:>8} {:>12.1} {:>10.2} {:>12.1}",
             c.name(),
             c.group(),
             r,
