@@ -269,3 +269,98 @@ fn shards_merge_into_the_store_of_an_unsharded_run() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs each of 0..3 once"));
 }
+
+/// Accuracy of the argmax of the logits against the labels, per dataset of a store.
+fn accuracies(root: &Path) -> Vec<(String, f64)> {
+    let store = Store::open(root).unwrap();
+    let names: Vec<String> = store
+        .manifest()
+        .datasets
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    names
+        .into_iter()
+        .enumerate()
+        .map(|(d, name)| {
+            let labels = store.labels(d).unwrap();
+            let logits = store.logits(d).unwrap();
+            let (rows, classes) = logits.shape();
+            let correct = (0..rows)
+                .filter(|&i| {
+                    let best = (0..classes)
+                        .max_by(|&a, &b| logits.get(i, a).total_cmp(&logits.get(i, b)))
+                        .unwrap();
+                    best as i32 == labels[i]
+                })
+                .count();
+            (name, correct as f64 / rows as f64)
+        })
+        .collect()
+}
+
+/// The accuracy that tools/train_demo_models.py measured in PyTorch, from the provenance file.
+fn provenance_accuracy(model: &str, dataset: &str) -> f64 {
+    let text = std::fs::read_to_string(common::workspace_file(&format!(
+        "assets/models/{model}.provenance.ron"
+    )))
+    .unwrap();
+    let key = format!("\"{dataset}\":");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&key))
+        .unwrap();
+    line.trim()
+        .trim_start_matches(&key)
+        .trim_end_matches(',')
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_demo_cnn_learned_the_colour_shortcut_and_records_as_pytorch_scored_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 2000;
+    let text = format!(
+        r#"(
+    store: "store",
+    model: (
+        path: {model:?},
+        preprocessing: (resize: None, crop: None, mean: (0.0, 0.0, 0.0), std: (1.0, 1.0, 1.0)),
+    ),
+    datasets: [
+        (name: "colored-mnist/id", role: Id, limit: {n}),
+        (name: "colored-mnist/permuted", role: Ood, limit: {n}),
+        (name: "colored-mnist/drifted", role: Ood, limit: {n}),
+    ],
+    // As the models were trained and scored: procedural digits, default seed.
+    plugins: {{"colored-mnist": "(procedural: true)"}},
+    recording: (batch_size: 256, thumb: 28),
+)"#,
+        model = common::workspace_file("assets/models/demo-cnn.onnx")
+    );
+    let config = dir.path().join("study.ron");
+    std::fs::write(&config, text).unwrap();
+    let out = extract(&config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = accuracies(&dir.path().join("store"));
+    println!("demo CNN accuracy on the first {n} images: {found:?}");
+    let acc = |name: &str| found.iter().find(|(n, _)| n == name).unwrap().1;
+    // The paper's finding: near-perfect in distribution, collapse when colours are permuted.
+    assert!(acc("colored-mnist/id") > 0.97, "{found:?}");
+    assert!(acc("colored-mnist/permuted") < 0.5, "{found:?}");
+    // What shiftscope records agrees with what PyTorch measured on the full test sets
+    // (2,000 of 10,000 images: binomial noise is about 0.01).
+    for (name, accuracy) in &found {
+        let pytorch = provenance_accuracy("demo-cnn", name);
+        assert!(
+            (accuracy - pytorch).abs() < 0.04,
+            "{name}: recorded {accuracy}, PyTorch {pytorch}"
+        );
+    }
+}
