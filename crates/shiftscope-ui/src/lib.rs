@@ -1,0 +1,28 @@
+//! The viewer's panels, Bevy-free: plain egui functions over a [`ViewModel`] and a
+//! [`UiState`] that return [`Intent`]s (design/viewer.md). It owns the view model (built from
+//! an `Analysis` on a worker: [`ViewModel::load`], then on-demand [`Fill`]s for the selected
+//! neuron, image and class), the state with its history ([`UiState::apply`]), the search
+//! language ([`search`]), the neuron table's filter, order and CSV export ([`table`]), and
+//! the five panels (Study, Neuron, Image, Category, Overview) plus a navigation bar.
+//!
+//! Panels never call each other and never mutate anything: the host applies their intents
+//! and fulfils the side effects (loading details, the PNG screenshot, writing the CSV,
+//! re-analysing with another normaliser). Thumbnails become textures through a small cache
+//! in egui's memory, so the same code runs in the viewer and in the headless egui_kittest
+//! harness. No Bevy, no GPU.
+
+mod model;
+mod panels;
+pub mod search;
+mod state;
+pub mod table;
+mod widgets;
+
+pub use model::{
+    Bins, ClassDetail, DatasetInfo, Fill, Filled, ImageDetail, LayerInfo, LoadOptions, Loadable,
+    NeuronColumn, NeuronDetail, NeuronRow, Thumb, Thumbs, TopNeuron, UiError, ViewModel,
+};
+pub use panels::{
+    category_panel, image_panel, nav_bar, neuron_panel, overview_panel, show_panel, study_panel,
+};
+pub use state::{Column, HISTORY, Intent, Measure, Panel, Score, Sort, UiState, View};
