@@ -168,6 +168,11 @@ pub(crate) struct PreviewArgs {
     /// Images per row.
     #[arg(long, default_value_t = 16)]
     pub(crate) columns: usize,
+
+    /// Title each block with the dataset name only (and "procedural" where the images are),
+    /// not its whole catalog description.
+    #[arg(long)]
+    pub(crate) brief: bool,
 }
 
 #[derive(Debug, Args)]

@@ -87,12 +87,17 @@ fn open(registry: &Registry, name: &str) -> anyhow::Result<(Box<dyn Dataset>, St
     let mut reasons = Vec::new();
     for plugin in candidates {
         let opened = plugin.create_dataset_source("").and_then(|source| {
-            let description = source
-                .catalog()?
-                .into_iter()
-                .find(|entry| entry.name == name)
-                .map(|entry| entry.description)
-                .unwrap_or_default();
+            // An on-the-fly shift (`base+fog/3`) is described by its base's entry.
+            let (base, shift) = name.split_once('+').unwrap_or((name, ""));
+            let catalog = source.catalog()?;
+            let description = match catalog.iter().find(|entry| entry.name == name) {
+                Some(entry) => entry.description.clone(),
+                None => catalog
+                    .iter()
+                    .find(|entry| entry.name == base)
+                    .map(|entry| format!("{}; {shift} on the fly", entry.description))
+                    .unwrap_or_default(),
+            };
             Ok((source.open(name)?, description))
         });
         match opened {
@@ -123,7 +128,10 @@ fn preview(registry: &Registry, args: &PreviewArgs) -> anyhow::Result<()> {
             })
             .collect::<Result<Vec<_>, shiftscope_sdk::PluginError>>()
             .with_context(|| format!("reading {name}"))?;
-        let title = if description.is_empty() {
+        // Brief titles still say when the images are not the real data.
+        let title = if args.brief && description.contains("procedural") {
+            format!("{name} (procedural)")
+        } else if description.is_empty() || args.brief {
             name.clone()
         } else {
             format!("{name}: {description}")
