@@ -469,3 +469,35 @@ fn overview_and_nav_bar() {
         ]
     );
 }
+
+#[test]
+fn study_table_is_virtualised_for_a_hundred_thousand_neurons() {
+    let f = fixture();
+    let mut vm = f.vm.clone();
+    let big = 100_000;
+    vm.layers[1].neurons = big;
+    let template = vm.neurons[4].clone();
+    vm.neurons.truncate(4);
+    vm.neurons
+        .extend((0..big).map(|n| shiftscope_ui::NeuronRow {
+            id: fc1(n),
+            max: (n % 977) as f32,
+            ..template.clone()
+        }));
+    let mut state = fresh(&vm);
+    state.apply(&Intent::SortBy(Column::Score(Score::Max)));
+    let mut h = harness(&vm, state, study_panel);
+    let start = std::time::Instant::now();
+    h.run();
+    h.step();
+    h.get_by_label(&format!("{} of {} neurons", big + 4, big + 4));
+    // Only the visible rows are widgets; the largest max comes first.
+    h.get_by_label("fc1:976");
+    assert!(h.query_by_label("fc1:50000").is_none());
+    assert!(h.get_all_by_role(egui::accesskit::Role::Button).count() < 200);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
