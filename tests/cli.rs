@@ -482,3 +482,138 @@ fn verify_checks_a_store_and_names_a_damaged_file() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn report_writes_the_summary_tables_and_figures_of_an_extracted_store() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A small study with the built-in example model on stripes and their noisy shift.
+    let config = dir.path().join("study.ron");
+    std::fs::write(
+        &config,
+        r#"(
+    store: "store",
+    model: (
+        adapter: "example-model",
+        options: "(seed: 1)",
+        preprocessing: (resize: None, crop: 32, mean: (0.5, 0.5, 0.5), std: (0.25, 0.25, 0.25)),
+        layers: ["default"],
+        pooling: (conv: Mean),
+    ),
+    datasets: [
+        (name: "example-shift/id", role: Id),
+        (name: "example-shift/noisy", role: Ood),
+    ],
+    plugins: {"example-shift": "(len: 96, seed: 7)"},
+    recording: (batch_size: 32, thumb: 8),
+)"#,
+    )
+    .unwrap();
+    let out = run(&["extract", config.to_str().unwrap()], home.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let store = dir.path().join("store");
+    let report = dir.path().join("report");
+    let out = run(
+        &[
+            "report",
+            store.to_str().unwrap(),
+            "--out",
+            report.to_str().unwrap(),
+            "--top",
+            "5",
+        ],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("analysing layer 1/"), "{stderr}");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("manifest.json")).unwrap()).unwrap();
+    let layers = manifest["layers"].as_array().unwrap();
+    let neurons: u64 = layers.iter().map(|l| l["neurons"].as_u64().unwrap()).sum();
+    assert!(
+        stdout.contains(&format!(
+            "{} layers, {neurons} neurons, 192 images",
+            layers.len()
+        )),
+        "{stdout}"
+    );
+    for name in [
+        "summary.md",
+        "neurons.csv",
+        "images.csv",
+        "layer_profile.png",
+        "hist_spurious.png",
+        "hist_novelty.png",
+        "hist_shift.png",
+    ] {
+        let path = report.join(name);
+        assert!(stdout.contains(&path.display().to_string()), "{stdout}");
+        let bytes = std::fs::read(&path).unwrap();
+        if name.ends_with(".png") {
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{name}");
+        }
+    }
+    let heatmaps = std::fs::read_dir(&report)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("heatmap_layer")
+        })
+        .count();
+    assert!(heatmaps >= 1, "no heatmap written");
+
+    let csv = std::fs::read_to_string(report.join("neurons.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with(
+            "layer,layer_name,neuron,normaliser_max,silent,spurious[example-shift/noisy]"
+        ),
+        "{header}"
+    );
+    assert_eq!(lines.count() as u64, neurons);
+    let images = std::fs::read_to_string(report.join("images.csv")).unwrap();
+    assert_eq!(images.lines().count(), 1 + 2 * 96);
+    assert!(
+        images
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("example-shift/id,0,"),
+        "{images}"
+    );
+    let md = std::fs::read_to_string(report.join("summary.md")).unwrap();
+    for needle in [
+        "## Datasets and accuracy",
+        "`example-shift/noisy` | OOD",
+        "## The 5 most spurious neurons",
+        "## The 5 most novel neurons",
+        "![Layer shift profile](layer_profile.png)",
+    ] {
+        assert!(md.contains(needle), "{needle} missing:\n{md}");
+    }
+
+    // The store itself is untouched apart from the analysis cache.
+    let out = run(&["verify", store.to_str().unwrap()], home.path());
+    assert!(out.status.success(), "{}", text(&out.stdout));
+
+    // An unknown store is an error naming it.
+    let missing = dir.path().join("nowhere");
+    let out = run(
+        &[
+            "report",
+            missing.to_str().unwrap(),
+            "--out",
+            report.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("nowhere"),
+        "{}",
+        text(&out.stderr)
+    );
+}

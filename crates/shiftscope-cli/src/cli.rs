@@ -67,6 +67,44 @@ pub(crate) enum Command {
     /// Convert Deephys exports (a `.model` and its `.test` files, CBOR) into a store; the
     /// first `.test` becomes the in-distribution dataset.
     ImportDeephys(ImportDeephysArgs),
+
+    /// Write a store's analysis as files: summary.md (accuracy and drop, per-layer scores,
+    /// the most spurious and most novel neurons), neurons.csv (every score of every neuron),
+    /// images.csv (every image's prediction) and PNG figures (layer shift profile, score
+    /// histograms, class × neuron heatmaps). The store is only read, apart from its
+    /// analysis/ cache.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The store folder.
+    pub(crate) store: PathBuf,
+
+    /// The folder to write the report into (created when missing).
+    #[arg(long, short)]
+    pub(crate) out: PathBuf,
+
+    /// How many of the most spurious and most novel neurons summary.md lists.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) top: usize,
+
+    /// Bins of the score histograms.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) bins: usize,
+
+    /// Layers (indices, comma-separated or repeated) to draw class × neuron heatmaps for;
+    /// default: every non-logit layer with at most 256 neurons, else the last non-logit one.
+    #[arg(long = "heatmap-layer", value_name = "LAYER", value_delimiter = ',')]
+    pub(crate) heatmap_layers: Vec<usize>,
+
+    /// Top images kept per neuron (Rafegas selectivity uses them).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) top_k: usize,
+
+    /// Only summary.md and the CSVs, no PNG figures.
+    #[arg(long)]
+    pub(crate) no_figures: bool,
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => commands::extract::run(&cli, args),
         Command::Merge(args) => commands::convert::merge(args),
         Command::ImportDeephys(args) => commands::convert::import_deephys(args),
+        Command::Report(args) => commands::report::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -280,6 +280,8 @@ fn profile(report: &Report<'_>, path: &Path) -> Result<(), ReportError> {
                 Score::Novelty => padded(lo.min(0.0), hi.max(0.0)),
                 _ => padded(0.0, hi),
             };
+            // Headroom for the legend in the upper right corner.
+            let hi = hi + (hi - lo) * 0.25;
             let last = row == 2;
             let mut builder = ChartBuilder::on(area);
             builder
@@ -543,7 +545,12 @@ fn heatmap(report: &Report<'_>, layer: usize, path: &Path) -> Result<(), ReportE
     let below = if label_neurons { 44 } else { 24 };
     let panel_h = panel_title + heat_h + below;
     let bar_w = 150u32;
-    let width = (left + heat_w + 30 + bar_w).max(760);
+    let titles = order_sets
+        .iter()
+        .map(|&d| report.dataset_name(d).chars().count() + 26)
+        .max()
+        .unwrap_or(0) as u32;
+    let width = (left + heat_w.max(titles * 9) + 40 + bar_w).max(760);
     let top = 92u32;
     let height = top + panel_h * order_sets.len() as u32 + 40;
     let entry = &report.manifest().layers[layer];
@@ -642,9 +649,15 @@ fn heatmap(report: &Report<'_>, layer: usize, path: &Path) -> Result<(), ReportE
             }
         }
         // Colour bar.
-        let bx = (left + heat_w + 40) as i32;
+        // Right of the heatmaps and of the longest panel title.
+        let titles = order_sets
+            .iter()
+            .map(|&d| report.dataset_name(d).chars().count() + 26)
+            .max()
+            .unwrap_or(0) as u32;
+        let bx = (left + heat_w.max(titles * 9) + 40) as i32;
         let by = top as i32 + panel_title as i32;
-        let bh = (heat_h.max(120)) as i32;
+        let bh = heat_h.max(2) as i32;
         for i in 0..bh {
             let t = 1.0 - f64::from(i) / f64::from(bh - 1);
             text(root.draw(&Rectangle::new(
@@ -669,8 +682,8 @@ fn heatmap(report: &Report<'_>, layer: usize, path: &Path) -> Result<(), ReportE
                 (bx + 30, y),
             ))?;
         }
-        text(root.draw_text("class mean /", &font(12), (bx - 4, by + bh + 10)))?;
-        text(root.draw_text("ID max", &font(12), (bx - 4, by + bh + 26)))?;
+        // Above the bar: below it, the next panel's title would run into it.
+        text(root.draw_text("class mean / ID max", &font(12), (bx - 10, top as i32 + 8)))?;
         Ok(())
     })
 }

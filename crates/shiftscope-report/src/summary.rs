@@ -71,17 +71,22 @@ pub(crate) fn render(report: &Report<'_>, figures: &Figures) -> Result<String, R
     let manifest = report.manifest();
     let _ = writeln!(s, "# shiftscope report\n");
     let _ = writeln!(s, "- **Store:** `{}`", report.store.display());
-    let _ = writeln!(
-        s,
-        "- **Model:** `{}` (adapter `{}`, sha256 `{}`)",
-        manifest.model.path,
-        manifest.model.adapter,
-        manifest
-            .model
-            .sha256
-            .get(..12)
-            .unwrap_or(&manifest.model.sha256)
-    );
+    if manifest.model.path.is_empty() {
+        let _ = writeln!(
+            s,
+            "- **Model:** adapter `{}` (no model file)",
+            manifest.model.adapter
+        );
+    } else {
+        let sha = &manifest.model.sha256;
+        let _ = writeln!(
+            s,
+            "- **Model:** `{}` (adapter `{}`, sha256 `{}…`)",
+            manifest.model.path,
+            manifest.model.adapter,
+            sha.get(..12).unwrap_or(sha)
+        );
+    }
     let neurons: usize = report.layers.iter().map(|l| l.neurons).sum();
     let _ = writeln!(
         s,

@@ -5,4 +5,5 @@ pub(crate) mod datasets;
 pub(crate) mod extract;
 pub(crate) mod layers;
 pub(crate) mod plugins;
+pub(crate) mod report;
 pub(crate) mod verify;
