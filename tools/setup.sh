@@ -5,7 +5,10 @@ set -euo pipefail
 
 # Build: a C toolchain for linking and for crates that build C, pkg-config for -sys crates.
 # Python with pip fetches the ONNX Runtime library from its PyPI wheel; binutils checks it.
-packages=(gcc libc6-dev pkg-config python3 python3-pip binutils)
+# The viewer (Bevy) links libudev; headless rendering in its tests needs Xvfb (with xauth)
+# and Mesa's software Vulkan (lavapipe) behind the Vulkan loader.
+packages=(gcc libc6-dev pkg-config python3 python3-pip binutils
+  libudev-dev xvfb xauth mesa-vulkan-drivers libvulkan1)
 
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
