@@ -351,6 +351,22 @@ pub(crate) fn ood_datasets(store: &Store, reference: usize) -> Vec<usize> {
         .collect()
 }
 
+/// `rows × cols` row-major to `cols × rows` row-major.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    const TILE: usize = 32;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = values[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Computes a layer from the store (no cache).
 pub(crate) fn compute_layer(
     store: &Store,
@@ -369,6 +385,8 @@ pub(crate) fn compute_layer(
         .neurons;
     let k = params.top_k;
     let mut datasets = Vec::with_capacity(manifest.datasets.len());
+    // Per dataset, the class means transposed (`C × K`): each neuron's profile contiguous.
+    let mut profiles = Vec::with_capacity(manifest.datasets.len());
     for d in 0..manifest.datasets.len() {
         let rows = store.committed(d)?;
         let labels = store.labels(d)?;
@@ -386,6 +404,8 @@ pub(crate) fn compute_layer(
             images: pass.top_images,
             values: pass.top_values,
         };
+        let by_neuron = transpose(&class_means.means, classes, neurons);
+        let profile = |n: usize| by_neuron[n * classes..(n + 1) * classes].iter().copied();
         let per_neuron = parallel_map(neurons, threads, |n| {
             let (images, values) = top_k.neuron(n);
             let (labelled, top_labels): (Vec<f32>, Vec<u32>) = images
@@ -401,12 +421,8 @@ pub(crate) fn compute_layer(
                 .unzip();
             let rafegas = rafegas_selectivity(&labelled, &top_labels, params.rafegas_threshold)
                 .map_or(f32::NAN, |v| v as f32);
-            let morcos = morcos_selectivity(class_means.profile(n)).map_or(f32::NAN, |v| v as f32);
-            (
-                rafegas,
-                morcos,
-                top_indices(class_means.profile(n), TOP_CLASSES),
-            )
+            let morcos = morcos_selectivity(profile(n)).map_or(f32::NAN, |v| v as f32);
+            (rafegas, morcos, top_indices(profile(n), TOP_CLASSES))
         });
         let mut rafegas = vec![f32::NAN; neurons];
         let mut morcos = vec![f32::NAN; neurons];
@@ -418,6 +434,7 @@ pub(crate) fn compute_layer(
                 *slot = c;
             }
         }
+        profiles.push(by_neuron);
         datasets.push(DatasetLayer {
             dataset: d,
             rows,
@@ -454,9 +471,9 @@ pub(crate) fn compute_layer(
             }
             let m = normaliser_max[n];
             // Ranks are unchanged by the positive normalising scale: raw means suffice.
-            let a: Vec<f32> = id.class_means.profile(n).collect();
-            let b: Vec<f32> = od.class_means.profile(n).collect();
-            let spurious = spearman(&a, &b).map_or(f32::NAN, |r| (1.0 - r.abs()) as f32);
+            let a = &profiles[reference][n * classes..(n + 1) * classes];
+            let b = &profiles[ood][n * classes..(n + 1) * classes];
+            let spurious = spearman(a, b).map_or(f32::NAN, |r| (1.0 - r.abs()) as f32);
             let max_of = |p: &[f32]| {
                 p.iter()
                     .filter(|v| v.is_finite())
@@ -464,7 +481,7 @@ pub(crate) fn compute_layer(
                         Some(acc.map_or(v, |a| a.max(v)))
                     })
             };
-            let novelty = match (max_of(&a), max_of(&b)) {
+            let novelty = match (max_of(a), max_of(b)) {
                 (Some(x), Some(y)) => x / m - y / m,
                 _ => f32::NAN,
             };

@@ -6,21 +6,27 @@ use serde::{Deserialize, Serialize};
 /// Classes listed as a neuron's top classes.
 pub const TOP_CLASSES: usize = 5;
 
-/// Average ranks (1-based) of `values`; tied values share the mean of their positions.
-pub(crate) fn average_ranks(values: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_unstable_by(|&a, &b| values[a].total_cmp(&values[b]));
+/// Average ranks (1-based) of `values`; tied values (`==`, so `-0.0` ties `0.0`) share the
+/// mean of their positions. Sorts `(order-preserving key, index)` packed in one `u64`.
+pub(crate) fn average_ranks(values: &[f32]) -> Vec<f64> {
+    let mut order: Vec<u64> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (u64::from(crate::shift::key(v)) << 32) | i as u64)
+        .collect();
+    order.sort_unstable();
+    let value = |p: u64| crate::shift::unkey((p >> 32) as u32);
     let mut ranks = vec![0.0; values.len()];
     let mut i = 0;
     while i < order.len() {
         let mut j = i + 1;
-        while j < order.len() && values[order[j]] == values[order[i]] {
+        while j < order.len() && value(order[j]) == value(order[i]) {
             j += 1;
         }
         // Positions i..j (0-based) share rank mean(i+1..=j).
         let rank = (i + j + 1) as f64 / 2.0;
         for &o in &order[i..j] {
-            ranks[o] = rank;
+            ranks[o as u32 as usize] = rank;
         }
         i = j;
     }
@@ -50,11 +56,11 @@ fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
 /// Spearman's ρ of two profiles over the entries finite in both (average ranks for ties);
 /// `None` when either profile is constant there, or fewer than two entries remain.
 pub fn spearman(x: &[f32], y: &[f32]) -> Option<f64> {
-    let (a, b): (Vec<f64>, Vec<f64>) = x
+    let (a, b): (Vec<f32>, Vec<f32>) = x
         .iter()
         .zip(y)
         .filter(|(a, b)| a.is_finite() && b.is_finite())
-        .map(|(&a, &b)| (f64::from(a), f64::from(b)))
+        .map(|(&a, &b)| (a, b))
         .unzip();
     pearson(&average_ranks(&a), &average_ranks(&b))
 }
@@ -184,5 +190,17 @@ impl Histogram {
             counts,
             undefined: values.len() as u64 - defined,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn average_ranks_share_ties_including_signed_zeros() {
+        let ranks = average_ranks(&[3.0, -0.0, 0.0, 1.0, 1.0, -2.0, f32::MIN_POSITIVE / 4.0]);
+        assert_eq!(ranks, vec![7.0, 2.5, 2.5, 5.5, 5.5, 1.0, 4.0]);
+        assert!(average_ranks(&[]).is_empty());
     }
 }
