@@ -245,12 +245,41 @@ fn profile(report: &Report<'_>, path: &Path) -> Result<(), ReportError> {
     let bottom = (label_chars as u32 * 8 + 50).min(260);
     let width = (160 + layers as u32 * 34).clamp(900, 2400);
     let panel = 260;
-    let height = 50 + 3 * panel + bottom;
+    // Legend entries laid out in rows that fit the width (about 7 px per character).
+    let entry_w = |o: usize| 70 + report.dataset_name(o).chars().count() as u32 * 7;
+    let mut legend_rows = 1u32;
+    let mut row_w = 90u32;
+    for &o in &report.ood {
+        if row_w + entry_w(o) > width - 20 && row_w > 90 {
+            legend_rows += 1;
+            row_w = 90;
+        }
+        row_w += entry_w(o);
+    }
+    let legend_h = 26 * legend_rows + 10;
+    let height = 50 + legend_h + 3 * panel + bottom;
     png(path, (width, height), |root| {
         let page = text(root.titled(
             "Layer shift profile: mean score over each layer's neurons, ID vs each OOD dataset",
             font(22),
         ))?;
+        // One legend for the three panels, above them, so no data point hides behind it.
+        let (legend, page) = page.split_vertically(legend_h);
+        let (mut x, mut y) = (90i32, 14i32);
+        for (i, &o) in report.ood.iter().enumerate() {
+            if x as u32 + entry_w(o) > width - 20 && x > 90 {
+                (x, y) = (90, y + 26);
+            }
+            let c = colour(i);
+            text(legend.draw(&PathElement::new(
+                vec![(x, y), (x + 24, y)],
+                c.stroke_width(3),
+            )))?;
+            text(legend.draw(&Circle::new((x + 12, y), 4, c.filled())))?;
+            let name = report.dataset_name(o);
+            text(legend.draw_text(name, &font(15), (x + 32, y - 8)))?;
+            x += entry_w(o) as i32;
+        }
         // The last panel also holds the layer names under its x axis.
         let (first, rest) = page.split_vertically(panel);
         let (second, third) = rest.split_vertically(panel);
@@ -280,8 +309,6 @@ fn profile(report: &Report<'_>, path: &Path) -> Result<(), ReportError> {
                 Score::Novelty => padded(lo.min(0.0), hi.max(0.0)),
                 _ => padded(0.0, hi),
             };
-            // Headroom for the legend in the upper right corner.
-            let hi = hi + (hi - lo) * 0.25;
             let last = row == 2;
             let mut builder = ChartBuilder::on(area);
             builder
@@ -307,23 +334,14 @@ fn profile(report: &Report<'_>, path: &Path) -> Result<(), ReportError> {
                     .light_line_style(RGBColor(245, 245, 245))
                     .draw(),
             )?;
-            for (i, (o, values)) in series.iter().enumerate() {
+            for (i, (_, values)) in series.iter().enumerate() {
                 let c = colour(i);
                 let points: Vec<(SegmentValue<i32>, f64)> = values
                     .iter()
                     .enumerate()
                     .filter_map(|(l, v)| v.map(|v| (SegmentValue::CenterOf(l as i32), v)))
                     .collect();
-                text(
-                    chart
-                        .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                        .map(|s| {
-                            s.label(report.dataset_name(*o).to_owned())
-                                .legend(move |(x, y)| {
-                                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3))
-                                })
-                        }),
-                )?;
+                text(chart.draw_series(LineSeries::new(points.clone(), c.stroke_width(2))))?;
                 text(chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled()))))?;
             }
             if last {
@@ -336,15 +354,6 @@ fn profile(report: &Report<'_>, path: &Path) -> Result<(), ReportError> {
                     text(root.draw_text(name, &style, (x, y + 12)))?;
                 }
             }
-            text(
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .label_font(font(14))
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK.mix(0.4))
-                    .draw(),
-            )?;
         }
         Ok(())
     })
