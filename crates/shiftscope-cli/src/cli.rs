@@ -74,6 +74,45 @@ pub(crate) enum Command {
     /// histograms, class × neuron heatmaps). The store is only read, apart from its
     /// analysis/ cache.
     Report(ReportArgs),
+
+    /// Open a store in the viewer: the network as a 3D map (one slab per layer, one cell per
+    /// neuron, coloured by a measure) with the Study, Neuron, Image, Category and Overview
+    /// panels. With --screenshot (or a --script with screenshots) it renders, writes the
+    /// PNGs and exits (headless under Xvfb with Mesa's lavapipe Vulkan).
+    View(ViewArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ViewArgs {
+    /// The store folder.
+    pub(crate) store: PathBuf,
+
+    /// Write a PNG of the window once everything has loaded, then exit.
+    #[arg(long, value_name = "PNG")]
+    pub(crate) screenshot: Option<PathBuf>,
+
+    /// Select a neuron once loaded: `layer:index`, the layer by name or number (e.g. fc1:3).
+    #[arg(long, value_name = "LAYER:INDEX")]
+    pub(crate) select: Option<String>,
+
+    /// The panel to show: study, neuron, image, category or overview.
+    #[arg(long)]
+    pub(crate) panel: Option<String>,
+
+    /// What the map colours by: activation, class-mean, difference, spurious, novelty, shift,
+    /// rafegas or morcos.
+    #[arg(long, value_name = "MEASURE")]
+    pub(crate) colour_by: Option<String>,
+
+    /// Window size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x800")]
+    pub(crate) size: String,
+
+    /// Run a RON list of actions: Select("fc1", 3), SelectImage("mnist", 0), SelectClass(2),
+    /// Panel("neuron"), ColourBy("spurious"), Extrude(Some("shift")), Key("u"), Wait(10),
+    /// Screenshot("out.png"). With any screenshot in it, the viewer exits at its end.
+    #[arg(long, value_name = "RON")]
+    pub(crate) script: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

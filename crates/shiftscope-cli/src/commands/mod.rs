@@ -7,3 +7,4 @@ pub(crate) mod layers;
 pub(crate) mod plugins;
 pub(crate) mod report;
 pub(crate) mod verify;
+pub(crate) mod view;
