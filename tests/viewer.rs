@@ -1,0 +1,212 @@
+//! `shiftscope view` end to end: a small colored-MNIST store recorded with the real binary on
+//! the demo CNN, then the viewer run headless under Xvfb with Mesa's software Vulkan
+//! (lavapipe): `--screenshot out.png --select fc1:3 --panel neuron`, and the picture checked:
+//! its size, that it is not blank, the selected cell's highlight where the viewer's camera put
+//! it, and the Neuron panel on the right.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The selected cell's outline colour (shiftscope-viewer's `map::HIGHLIGHT`).
+const HIGHLIGHT: [u8; 3] = [255, 0, 255];
+
+/// An X server of our own on a free display number; killed on drop.
+struct Xvfb {
+    child: Child,
+    display: String,
+    _runtime: tempfile::TempDir,
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn xvfb() -> Option<Xvfb> {
+    if Command::new("Xvfb").arg("-help").output().is_err() {
+        return None;
+    }
+    for n in 140..200 {
+        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        {
+            continue;
+        }
+        let display = format!(":{n}");
+        let mut child = Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                return Some(Xvfb {
+                    child,
+                    display,
+                    _runtime: tempfile::tempdir().unwrap(),
+                });
+            }
+            if child.try_wait().unwrap().is_some() {
+                break; // lost a race for this number; try the next
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("could not start Xvfb on any display :140–:199");
+}
+
+/// A store of 64 images of colored MNIST and its permuted shift on the demo CNN.
+fn store(dir: &Path) -> PathBuf {
+    let text = format!(
+        r#"(
+    store: "store",
+    model: (
+        path: {model:?},
+        threads: 1,
+        preprocessing: (resize: None, crop: None, mean: (0.0, 0.0, 0.0), std: (1.0, 1.0, 1.0)),
+        layers: ["default"],
+        pooling: (conv: Mean),
+    ),
+    datasets: [(name: "colored-mnist/id", role: Id, limit: 64), (name: "colored-mnist/permuted", role: Ood, limit: 64)],
+    plugins: {{"colored-mnist": "(procedural: true)"}},
+    recording: (batch_size: 32, thumb: 28, commit_seconds: 0),
+)"#,
+        model = common::workspace_file("assets/models/demo-cnn.onnx")
+    );
+    let config = dir.join("study.ron");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(common::binary())
+        .args(["extract", config.to_str().unwrap()])
+        .env_remove("SHIFTSCOPE_DATA")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "extract: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("store")
+}
+
+struct Picture {
+    width: usize,
+    height: usize,
+    rgb: Vec<u8>,
+}
+
+impl Picture {
+    fn read(path: &Path) -> Picture {
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let channels = info.color_type.samples();
+        let (width, height) = (info.width as usize, info.height as usize);
+        let rgb = buf[..width * height * channels]
+            .chunks(channels)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        Picture { width, height, rgb }
+    }
+
+    fn at(&self, x: usize, y: usize) -> [u8; 3] {
+        let i = (y * self.width + x) * 3;
+        [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+    }
+
+    fn distinct(&self, x0: usize, x1: usize) -> usize {
+        let mut seen = std::collections::HashSet::new();
+        for y in 0..self.height {
+            for x in x0..x1 {
+                seen.insert(self.at(x, y));
+            }
+        }
+        seen.len()
+    }
+}
+
+#[test]
+fn view_screenshot_shows_the_selected_neuron() {
+    let Some(x) = xvfb() else {
+        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let shot = dir.path().join("out.png");
+    let out = Command::new(common::binary())
+        .args(["view", store.to_str().unwrap(), "--screenshot"])
+        .arg(&shot)
+        .args(["--select", "fc1:3", "--panel", "neuron", "--size", "1280x800"])
+        .env("DISPLAY", &x.display)
+        .env("XDG_RUNTIME_DIR", x._runtime.path())
+        .env("WGPU_BACKEND", "vulkan")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "view failed:\n{stdout}\n{stderr}");
+
+    let pic = Picture::read(&shot);
+    assert_eq!((pic.width, pic.height), (1280, 800));
+
+    // Not blank: the map and the panels make many colours.
+    let colours = pic.distinct(0, pic.width);
+    assert!(colours > 200, "only {colours} distinct colours");
+
+    // The viewer says where the selected cell is; its highlight is there.
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("selected fc1:3 at "))
+        .unwrap_or_else(|| panic!("no selection report in:\n{stdout}"));
+    let (px, py) = line.rsplit_once(" at ").unwrap().1.split_once(',').unwrap();
+    let (px, py): (f32, f32) = (px.trim().parse().unwrap(), py.trim().parse().unwrap());
+    let (cx, cy) = (px.round() as i64, py.round() as i64);
+    let mut highlighted = 0;
+    for y in (cy - 40).max(0)..(cy + 40).min(pic.height as i64) {
+        for x in (cx - 40).max(0)..(cx + 40).min(pic.width as i64) {
+            let [r, g, b] = pic.at(x as usize, y as usize);
+            if r > 200 && g < 80 && b > 200 {
+                highlighted += 1;
+            }
+        }
+    }
+    assert!(
+        highlighted >= 20,
+        "only {highlighted} highlight pixels {HIGHLIGHT:?} near ({cx}, {cy})"
+    );
+    // And not everywhere: it marks one cell.
+    let everywhere = (0..pic.height)
+        .flat_map(|y| (0..pic.width - 430).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let [r, g, b] = pic.at(x, y);
+            r > 200 && g < 80 && b > 200
+        })
+        .count();
+    assert!(everywhere < highlighted * 3, "{everywhere} highlight pixels in all");
+
+    // The right side holds the Neuron panel: text and thumbnails on a panel background,
+    // unlike the map's plain background.
+    let background = pic.at(pic.width - 500, pic.height / 2);
+    let panel_colours = pic.distinct(pic.width - 420, pic.width);
+    assert!(panel_colours > 50, "panel region has {panel_colours} colours");
+    let differing = (100..pic.height - 20)
+        .step_by(7)
+        .flat_map(|y| (pic.width - 420..pic.width).step_by(7).map(move |x| (x, y)))
+        .filter(|&(x, y)| pic.at(x, y) != background)
+        .count();
+    assert!(differing > 100, "the panel region looks like the map background");
+}
