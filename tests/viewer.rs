@@ -108,7 +108,8 @@ struct Picture {
 
 impl Picture {
     fn read(path: &Path) -> Picture {
-        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+        let decoder =
+            png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
         let mut reader = decoder.read_info().unwrap();
         let mut buf = vec![0; reader.output_buffer_size().unwrap()];
         let info = reader.next_frame(&mut buf).unwrap();
@@ -149,7 +150,9 @@ fn view_screenshot_shows_the_selected_neuron() {
     let out = Command::new(common::binary())
         .args(["view", store.to_str().unwrap(), "--screenshot"])
         .arg(&shot)
-        .args(["--select", "fc1:3", "--panel", "neuron", "--size", "1280x800"])
+        .args([
+            "--select", "fc1:3", "--panel", "neuron", "--size", "1280x800",
+        ])
         .env("DISPLAY", &x.display)
         .env("XDG_RUNTIME_DIR", x._runtime.path())
         .env("WGPU_BACKEND", "vulkan")
@@ -196,17 +199,26 @@ fn view_screenshot_shows_the_selected_neuron() {
             r > 200 && g < 80 && b > 200
         })
         .count();
-    assert!(everywhere < highlighted * 3, "{everywhere} highlight pixels in all");
+    assert!(
+        everywhere < highlighted * 3,
+        "{everywhere} highlight pixels in all"
+    );
 
     // The right side holds the Neuron panel: text and thumbnails on a panel background,
     // unlike the map's plain background.
     let background = pic.at(pic.width - 500, pic.height / 2);
     let panel_colours = pic.distinct(pic.width - 420, pic.width);
-    assert!(panel_colours > 50, "panel region has {panel_colours} colours");
+    assert!(
+        panel_colours > 50,
+        "panel region has {panel_colours} colours"
+    );
     let differing = (100..pic.height - 20)
         .step_by(7)
         .flat_map(|y| (pic.width - 420..pic.width).step_by(7).map(move |x| (x, y)))
         .filter(|&(x, y)| pic.at(x, y) != background)
         .count();
-    assert!(differing > 100, "the panel region looks like the map background");
+    assert!(
+        differing > 100,
+        "the panel region looks like the map background"
+    );
 }

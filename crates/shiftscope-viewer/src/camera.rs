@@ -68,7 +68,8 @@ impl Orbit {
         let tan_v = (FOV / 2.0).tan();
         let tan_h = tan_v * aspect.max(0.1);
         // Width across the screen; depth foreshortened by the tilt, plus the labels' margin.
-        let fit_w = (half_w + 1.5) / tan_h;
+        // Perspective widens the front row: leave a quarter more.
+        let fit_w = (half_w + 1.5) * 1.25 / tan_h;
         let fit_d = (half_d * (-pitch).sin() + 2.0) / tan_v + half_d * (-pitch).cos();
         Orbit {
             focus: Vec3::new(0.0, 0.0, 1.0),

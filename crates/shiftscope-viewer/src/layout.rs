@@ -8,7 +8,7 @@ use bevy::math::{Ray3d, Vec3};
 /// Side of one cell in world units.
 pub const CELL: f32 = 1.0;
 /// Space between two slabs, in cells.
-pub const SLAB_GAP: f32 = 4.0;
+pub const SLAB_GAP: f32 = 3.0;
 
 /// One layer's slab.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -10,6 +10,9 @@
 //! [`session::SessionPlugin`] (state, intents, requests), [`map::MapPlugin`],
 //! [`camera::CameraPlugin`], [`ui::UiPlugin`] and [`script::ScriptPlugin`].
 
+// Bevy systems take their parameters (`Res`, `Query`, …) by value: that is the API.
+#![allow(clippy::needless_pass_by_value)]
+
 pub mod camera;
 pub mod colour;
 pub mod layout;

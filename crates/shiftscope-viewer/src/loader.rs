@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
 use bevy::prelude::*;
-use crossbeam::channel::{Receiver, Sender, TryRecvError, unbounded};
+use crossbeam::channel::{Receiver, Sender, unbounded};
 use shiftscope_analysis::{Analysis, AnalysisParams, ClassId, ImageId, NeuronId};
 use shiftscope_ui::{Fill, Filled, LoadOptions, Measure, UiError, ViewModel};
 
@@ -113,10 +113,8 @@ impl Loader {
 
     /// The next reply, if one is waiting.
     pub fn poll(&self) -> Option<Reply> {
-        match self.replies.try_recv() {
-            Ok(r) => Some(r),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        // Empty or disconnected alike: nothing to take now.
+        self.replies.try_recv().ok()
     }
 }
 

@@ -244,6 +244,7 @@ pub fn pack(slab: &Slab, layer: usize, colour: Option<&Shown>, height: Option<&S
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_slabs(
     mut commands: Commands,
     session: Res<Session>,
@@ -537,7 +538,7 @@ fn keyboard(
 
 /// How far the camera stands from a focused neuron: its slab in view, but close.
 pub fn focus_distance(slab: &Slab, home: f32) -> f32 {
-    (slab.width().max(slab.depth()) * 2.2 + 6.0).min(home)
+    (slab.width().max(slab.depth()) * 3.0 + 8.0).min(home)
 }
 
 fn fly_to_selection(

@@ -48,11 +48,12 @@ pub fn describe(shown: &Shown, vm: &ViewModel) -> String {
             vm.dataset_name(key.lead)
         ),
         Measure::Difference => format!(
-            "{} — {} vs {}",
+            "{} — {}#{i} − {}#{i}",
             m.label(),
-            vm.image_name(key.image),
+            vm.dataset_name(vm.reference),
             key.ood
-                .map_or_else(|| "no OOD set".into(), |d| vm.dataset_name(d))
+                .map_or_else(|| "no OOD set".into(), |d| vm.dataset_name(d)),
+            i = key.image.index
         ),
         Measure::Spurious | Measure::Novelty | Measure::Shift => format!(
             "{} — vs {}",
@@ -191,10 +192,7 @@ fn labels(
     };
     let current = session.ui.as_ref().map(|u| u.layer);
     let painter = ctx
-        .layer_painter(egui::LayerId::new(
-            egui::Order::Middle,
-            egui::Id::new("labels"),
-        ))
+        .layer_painter(egui::LayerId::background())
         .with_clip_rect(map);
     for (l, slab) in layout.0.slabs.iter().enumerate() {
         let Some(info) = vm.layers.get(l) else {
@@ -226,13 +224,15 @@ fn labels(
                 let Ok(p) = camera.world_to_viewport(transform, slab.centre(i)) else {
                     continue;
                 };
-                painter.text(
-                    egui::pos2(p.x, p.y),
-                    egui::Align2::CENTER_CENTER,
-                    class,
+                let galley = painter.layout_no_wrap(
+                    class.clone(),
                     egui::FontId::proportional(11.0),
-                    egui::Color32::from_black_alpha(220),
+                    egui::Color32::WHITE,
                 );
+                let rect =
+                    egui::Align2::CENTER_CENTER.anchor_size(egui::pos2(p.x, p.y), galley.size());
+                painter.rect_filled(rect.expand(2.0), 2.0, egui::Color32::from_black_alpha(170));
+                painter.galley(rect.min, galley, egui::Color32::WHITE);
             }
         }
     }
@@ -294,7 +294,7 @@ fn help(ctx: &egui::Context, map: egui::Rect, session: &mut Session) {
                         ("wheel", "zoom"),
                         ("W A S D, Q E", "fly"),
                         ("click a cell", "select the neuron"),
-                        ("← → ↑ ↓", "move within the layer"),
+                        ("arrow keys", "move within the layer"),
                         ("u / o", "previous / next layer"),
                         ("h", "this help"),
                         ("Esc", "reset the camera"),
@@ -342,7 +342,6 @@ fn progress(ctx: &egui::Context, map: egui::Rect, session: &Session) {
         });
 }
 
-#[allow(clippy::needless_pass_by_value)]
 fn draw_ui(
     mut contexts: EguiContexts,
     mut session: ResMut<Session>,
@@ -375,7 +374,8 @@ fn draw_ui(
         .resizable(false)
         .exact_size(PANEL_WIDTH)
         .show(&mut root, |ui| {
-            egui::ScrollArea::vertical()
+            // Wide panels (a column per dataset) scroll sideways rather than spill.
+            egui::ScrollArea::both()
                 .auto_shrink([false, false])
                 .show(ui, |ui| {
                     if let (Some(vm), Some(state)) = (&session.vm, &session.ui) {
