@@ -740,6 +740,57 @@ mod tests {
     }
 
     #[test]
+    fn the_keyboard_system_selects_and_resets() {
+        let mut app = App::new();
+        app.add_plugins(MinimalPlugins)
+            .init_resource::<EguiWants>()
+            .insert_resource(MapLayout(Layout::new(&[16, 4])))
+            .insert_resource(Session {
+                ui: Some(shiftscope_ui::UiState::new(0, 0, 2)),
+                ..Session::default()
+            })
+            .insert_resource(ButtonInput::<KeyCode>::default())
+            .add_systems(Update, keyboard);
+        let home = Orbit {
+            focus: Vec3::ZERO,
+            yaw: 0.0,
+            pitch: -0.8,
+            distance: 30.0,
+        };
+        let mut cam = OrbitCamera::new(home);
+        cam.target = home.focused(Vec3::X, 5.0);
+        let camera = app.world_mut().spawn(cam).id();
+        // Nothing selected: `o` goes to the next layer from neuron 0 of the listed layer (1),
+        // which has no next: no intent. `u` selects in layer 0.
+        app.world_mut()
+            .resource_mut::<ButtonInput<KeyCode>>()
+            .press(KeyCode::KeyU);
+        app.update();
+        assert_eq!(
+            app.world().resource::<Session>().intents,
+            vec![Intent::SelectNeuron(NeuronId {
+                layer: 0,
+                neuron: 0
+            })]
+        );
+        // While a text field has the keyboard, keys are egui's.
+        app.world_mut().resource_mut::<Session>().intents.clear();
+        app.world_mut().resource_mut::<EguiWants>().keyboard = true;
+        app.update();
+        assert!(app.world().resource::<Session>().intents.is_empty());
+        // Esc sends the camera home.
+        app.world_mut().resource_mut::<EguiWants>().keyboard = false;
+        {
+            let mut keys = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
+            keys.clear();
+            keys.press(KeyCode::Escape);
+        }
+        app.update();
+        let cam = app.world().get::<OrbitCamera>(camera).expect("camera");
+        assert_eq!(cam.target, home);
+    }
+
+    #[test]
     fn keys_move_within_and_between_layers() {
         let layout = Layout::new(&[16, 4]);
         let mut session = Session {
