@@ -617,3 +617,86 @@ fn report_writes_the_summary_tables_and_figures_of_an_extracted_store() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn demo_shows_the_colour_shortcut_and_its_spurious_neurons() {
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = home.path().join("demo");
+    let out = run(
+        &[
+            "demo",
+            "--headless",
+            "--models",
+            "cnn",
+            "--limit",
+            "1000",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let accuracy = |name: &str| -> f64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no accuracy line for {name}:\n{stdout}"));
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap()
+    };
+    // The paper's finding: high in distribution, collapse when the colours are permuted.
+    assert!(accuracy("colored-mnist/id") > 97.0, "{stdout}");
+    assert!(accuracy("colored-mnist/permuted") < 50.0, "{stdout}");
+    assert!(accuracy("colored-mnist/arbitrary") < 60.0, "{stdout}");
+
+    // The top of the spurious ranking is not random: far above the layer's median, and
+    // most of those neurons follow the colour, not the digit.
+    let spurious: Vec<f64> = stdout
+        .lines()
+        .filter(|l| l.starts_with("fc1:"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(spurious.len(), 10, "{stdout}");
+    let median: f64 = stdout
+        .split("median spurious score is ")
+        .nth(1)
+        .unwrap()
+        .trim_start()
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .unwrap()
+        .trim_end_matches('.')
+        .parse()
+        .unwrap();
+    assert!(
+        spurious[0] > median + 0.2,
+        "top {} vs median {median}",
+        spurious[0]
+    );
+    let colour: usize = stdout
+        .split(" of these 10 follow the colour")
+        .next()
+        .unwrap()
+        .rsplit('\n')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(colour >= 7, "{stdout}");
+
+    // What it wrote: the study config (re-runnable), the store, the report.
+    for file in [
+        "demo-cnn.ron",
+        "models/demo-cnn.onnx",
+        "demo-cnn/store/manifest.json",
+        "demo-cnn/report/summary.md",
+    ] {
+        assert!(out_dir.join(file).exists(), "{file}");
+    }
+}

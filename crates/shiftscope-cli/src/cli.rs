@@ -75,6 +75,12 @@ pub(crate) enum Command {
     /// analysis/ cache.
     Report(ReportArgs),
 
+    /// The demo, the first thing to run: records the demo models (a CNN and a small ViT
+    /// trained on colored MNIST, built into the binary) on colored MNIST and its colour
+    /// shifts, analyses them, writes their reports, and prints the accuracy table and the
+    /// most spurious neurons with what drives them.
+    Demo(DemoArgs),
+
     /// Open a store in the viewer: the network as a 3D map (one slab per layer, one cell per
     /// neuron, coloured by a measure) with the Study, Neuron, Image, Category and Overview
     /// panels. With --screenshot (or a --script with screenshots) it renders, writes the
@@ -113,6 +119,26 @@ pub(crate) struct ViewArgs {
     /// Screenshot("out.png"). With any screenshot in it, the viewer exits at its end.
     #[arg(long, value_name = "RON")]
     pub(crate) script: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Folder for the demo's study configs, models, stores and reports.
+    #[arg(long, short, default_value = "demo")]
+    pub(crate) out: PathBuf,
+
+    /// Only these demo models (`cnn`, `vit`; comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) models: Vec<String>,
+
+    /// Record only the first N images of each dataset (default: all 10,000).
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<usize>,
+
+    /// Write the reports and viewer screenshots (under Xvfb when no display is set) instead
+    /// of opening a window.
+    #[arg(long)]
+    pub(crate) headless: bool,
 }
 
 #[derive(Debug, Args)]

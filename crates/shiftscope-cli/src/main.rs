@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => commands::convert::merge(args),
         Command::ImportDeephys(args) => commands::convert::import_deephys(args),
         Command::Report(args) => commands::report::run(&cli, args),
+        Command::Demo(args) => commands::demo::run(&cli, args),
         Command::View(args) => commands::view::run(args),
     };
     match result {
