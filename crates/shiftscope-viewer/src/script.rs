@@ -120,7 +120,7 @@ impl Plugin for ScriptPlugin {
             exit_when_done: self.exit_when_done,
             ..Script::default()
         })
-        .add_systems(Update, run_script.in_set(Step::Input));
+        .add_systems(Update, (run_script, take_exports).in_set(Step::Input));
     }
 }
 
@@ -306,6 +306,19 @@ fn run_script(
     }
     script.actions.pop_front();
     script.idle_frames = 0;
+}
+
+/// Writes the screenshots the panels' "Export PNG" asked for.
+fn take_exports(mut commands: Commands, mut session: ResMut<Session>) {
+    if session.exports.is_empty() {
+        return;
+    }
+    for path in std::mem::take(&mut session.exports) {
+        println!("exporting the view to {}", path.display());
+        commands
+            .spawn(Screenshot::primary_window())
+            .observe(save_to_disk(path));
+    }
 }
 
 /// Prints where the selected cell is in the screenshot (window pixels), for tests.
