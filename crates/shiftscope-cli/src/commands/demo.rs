@@ -431,7 +431,15 @@ impl HeadlessX {
 
 impl Drop for HeadlessX {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM lets Xvfb remove its socket and lock file (SIGKILL would leave them behind
+        // and use up display numbers); SIGKILL only when that fails.
+        let terminated = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !terminated {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
