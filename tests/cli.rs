@@ -306,6 +306,10 @@ fn datasets_lists_every_catalog_entry_with_size_classes_and_source() {
         "{stdout}"
     );
     assert!(row("example-shift/noisy").contains("noise"), "{stdout}");
+    assert!(
+        stdout.contains("NAME+<corruption>/<severity 1-5>"),
+        "{stdout}"
+    );
     let only = run(&["datasets", "--only", "example-shift"], home.path());
     assert_eq!(
         text(&only.stdout).lines().count(),

@@ -56,13 +56,16 @@ pub(crate) fn run(cli: &Cli, args: &DatasetsArgs) -> anyhow::Result<()> {
         ["NAME", "FAMILY", "SIZE", "CLASSES", "SOURCE"],
         &rows,
     )?;
-    writeln!(
-        out,
-        "\nOn the fly, the built-in colored-mnist and cifar10 datasets take a corruption: \
+    // The footer belongs to the whole listing, not to one plugin's (`--only`).
+    if args.only.is_none() {
+        writeln!(
+            out,
+            "\nOn the fly, the built-in colored-mnist and cifar10 datasets take a corruption: \
          NAME+<corruption>/<severity 1-5>, e.g. cifar10/test+fog/3. Corruptions (Hendrycks & \
          Dietterich): {}.",
-        shiftscope_corrupt::Corruption::valid_names()
-    )?;
+            shiftscope_corrupt::Corruption::valid_names()
+        )?;
+    }
     for problem in problems {
         writeln!(out, "\nnot listed: {problem}")?;
     }
