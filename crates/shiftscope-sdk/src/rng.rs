@@ -54,6 +54,23 @@ impl SplitMix64 {
     }
 }
 
+/// Balanced labels in a shuffled order for procedural datasets: each block of `classes`
+/// consecutive indices holds every class once, in an order drawn from `(seed, block)`.
+/// `classes` is at most 256.
+pub fn balanced_label(seed: u64, index: usize, classes: usize) -> usize {
+    let classes = classes.clamp(1, 256);
+    let mut order = [0u8; 256];
+    for (c, slot) in order.iter_mut().enumerate().take(classes) {
+        *slot = c as u8;
+    }
+    let mut rng = SplitMix64::for_item(seed, (index / classes) as u64);
+    for i in (1..classes).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        order.swap(i, j);
+    }
+    usize::from(order[index % classes])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

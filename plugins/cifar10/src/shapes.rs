@@ -35,14 +35,7 @@ pub(crate) const CLASSES: [&str; 10] = [
 
 /// Balanced labels in a shuffled order: each block of ten indices holds every class once.
 pub(crate) fn label(seed: u64, index: usize) -> u8 {
-    let block = (index / 10) as u64;
-    let mut order: [u8; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-    let mut rng = SplitMix64::for_item(seed ^ 0x5ba9_e5c1_fa10, block);
-    for i in (1..10).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        order.swap(i, j);
-    }
-    order[index % 10]
+    shiftscope_sdk::rng::balanced_label(seed ^ 0x5ba9_e5c1_fa10, index, 10) as u8
 }
 
 /// RGB in [0, 255] from hue in [0, 1), saturation and value in [0, 1].

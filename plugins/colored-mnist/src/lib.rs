@@ -135,14 +135,7 @@ impl Digits {
 
 /// Balanced labels in a shuffled order: each block of ten indices holds every class once.
 fn procedural_label(seed: u64, index: usize) -> u8 {
-    let block = (index / 10) as u64;
-    let mut order: [u8; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-    let mut rng = SplitMix64::for_item(seed ^ 0x001a_be15, block);
-    for i in (1..10).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        order.swap(i, j);
-    }
-    order[index % 10]
+    shiftscope_sdk::rng::balanced_label(seed ^ 0x001a_be15, index, 10) as u8
 }
 
 /// One split's digits and a line saying where they come from.
