@@ -49,8 +49,8 @@ pub(crate) fn folder_with(names: &[&str]) -> tempfile::TempDir {
 pub(crate) fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let artifacts =
-            shiftscope_testkit::cargo::build(&["shiftscope-cli"]).expect("build shiftscope");
+        let artifacts = shiftscope_testkit::cargo::build_binaries(&["shiftscope-cli"])
+            .expect("build shiftscope");
         artifacts.binaries["shiftscope"].clone()
     })
     .clone()

@@ -37,10 +37,31 @@ pub fn build_release(packages: &[&str]) -> Result<Artifacts, String> {
     build_profile(packages, true)
 }
 
+/// Builds the binaries of `packages` for end-to-end tests.
+///
+/// Under `tools/test.sh`, which runs `cargo test --workspace` and sets
+/// `SHIFTSCOPE_TEST_WORKSPACE=1`, it builds with the same package and target selection as
+/// that run (`cargo build --workspace --bins --tests`). Cargo unifies features over what one
+/// build selects, and dev-dependencies add features (tempfile turns on rustix's `default`),
+/// so a plain `cargo build -p shiftscope-cli` would compile winit, Bevy and everything
+/// between them a second time; this way the binary links what the test run compiled.
+/// Elsewhere (`cargo test -p …`) it builds just the packages.
+pub fn build_binaries(packages: &[&str]) -> Result<Artifacts, String> {
+    if std::env::var_os("SHIFTSCOPE_TEST_WORKSPACE").is_some_and(|v| v == "1") {
+        run_build(&["--workspace", "--bins", "--tests"], &[], false)
+    } else {
+        build(packages)
+    }
+}
+
 fn build_profile(packages: &[&str], release: bool) -> Result<Artifacts, String> {
+    run_build(&[], packages, release)
+}
+
+fn run_build(args: &[&str], packages: &[&str], release: bool) -> Result<Artifacts, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
-    command.arg("build");
+    command.arg("build").args(args);
     if release {
         command.arg("--release");
     }
@@ -56,7 +77,7 @@ fn build_profile(packages: &[&str], release: bool) -> Result<Artifacts, String> 
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "cargo build {packages:?} failed:\n{}",
+            "cargo build {args:?} {packages:?} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         ));
     }
@@ -77,7 +98,10 @@ fn build_profile(packages: &[&str], release: bool) -> Result<Artifacts, String> 
             .cloned()
             .unwrap_or_default();
         let is = |k: &str| kinds.iter().any(|v| v == k);
+        // `--tests` also builds each binary as a test harness; those are not the program.
+        let test_harness = message["profile"]["test"].as_bool().unwrap_or(false);
         if is("bin")
+            && !test_harness
             && let Some(exe) = message["executable"].as_str()
         {
             artifacts.binaries.insert(name.clone(), PathBuf::from(exe));

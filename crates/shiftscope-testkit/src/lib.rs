@@ -12,7 +12,8 @@
 //!   and batches given to `run_maps` are errors; every output released.
 //!
 //! [`cargo`] builds plugin libraries and the binary from inside tests, for the tests that
-//! load them by path or run them.
+//! load them by path or run them; [`store`] writes synthetic activation stores for tests and
+//! benchmarks of the analysis, the report and the viewer.
 //!
 //! A check returns a [`Conformance`] report (how many checks ran, which failed) rather than
 //! panicking, so a caller can list every broken promise at once.
@@ -20,6 +21,7 @@
 pub mod cargo;
 mod dataset;
 mod model;
+pub mod store;
 
 pub use dataset::check_dataset_source;
 pub use model::check_model_adapter;
