@@ -8,13 +8,15 @@
 //!
 //! [`run_viewer`] only composes the plugins: [`loader`] (worker thread and replies),
 //! [`session::SessionPlugin`] (state, intents, requests), [`map::MapPlugin`],
-//! [`camera::CameraPlugin`], [`ui::UiPlugin`] and [`script::ScriptPlugin`].
+//! [`camera::CameraPlugin`], [`ui::UiPlugin`] and [`script::ScriptPlugin`]. [`headless`]
+//! starts a private X server for screenshots and benchmarks where there is no display.
 
 // Bevy systems take their parameters (`Res`, `Query`, …) by value: that is the API.
 #![allow(clippy::needless_pass_by_value)]
 
 pub mod camera;
 pub mod colour;
+pub mod headless;
 pub mod layout;
 pub mod loader;
 pub mod map;
@@ -120,7 +122,9 @@ pub fn run_viewer(options: &ViewerOptions) -> Result<(), ViewerError> {
         return Err(ViewerError::NoStore(options.store.clone()));
     }
     let actions = options.actions()?;
-    let scripted = !actions.is_empty() && actions.iter().any(Action::is_screenshot);
+    let scripted = actions.iter().any(Action::ends_app);
+    // Timing frames means drawing flat out, not at the display's refresh rate.
+    let timing = actions.iter().any(|a| matches!(a, Action::Frames(..)));
     let loader = loader::Loader::spawn(options.store.clone(), LoadOptions::default())?;
     let (w, h) = options.size;
     let mut app = App::new();
@@ -130,7 +134,11 @@ pub fn run_viewer(options: &ViewerOptions) -> Result<(), ViewerError> {
                 primary_window: Some(Window {
                     title: format!("shiftscope — {}", options.store.display()),
                     resolution: WindowResolution::new(w, h).with_scale_factor_override(1.0),
-                    present_mode: PresentMode::AutoVsync,
+                    present_mode: if timing {
+                        PresentMode::AutoNoVsync
+                    } else {
+                        PresentMode::AutoVsync
+                    },
                     ..default()
                 }),
                 ..default()

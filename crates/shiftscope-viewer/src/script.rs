@@ -41,6 +41,11 @@ pub enum Action {
     Wait(u32),
     /// Write a PNG of the window.
     Screenshot(PathBuf),
+    /// Time this many frames and print their mean, median and 95th percentile under a label
+    /// (the frame-time benchmark).
+    Frames(u32, String),
+    /// Show or hide the map's slabs (hidden: the benchmark's empty scene).
+    ShowMap(bool),
 }
 
 impl Action {
@@ -48,6 +53,23 @@ impl Action {
     pub fn is_screenshot(&self) -> bool {
         matches!(self, Action::Screenshot(_))
     }
+
+    /// Whether the script ends the app when done (it writes or measures something).
+    pub fn ends_app(&self) -> bool {
+        matches!(self, Action::Screenshot(_) | Action::Frames(..))
+    }
+}
+
+/// Frame times of `frames`, in milliseconds: (mean, median, 95th percentile).
+pub fn frame_stats(frames: &[f64]) -> (f64, f64, f64) {
+    if frames.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let mut sorted = frames.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    let mean = sorted.iter().sum::<f64>() / sorted.len() as f64;
+    (mean, at(0.5), at(0.95))
 }
 
 /// Reads a RON script.
@@ -102,6 +124,16 @@ pub struct Script {
     idle_frames: u32,
     waited: u32,
     shot: Option<(PathBuf, Arc<AtomicBool>)>,
+    timing: Option<Timing>,
+}
+
+/// A running [`Action::Frames`].
+#[derive(Debug)]
+struct Timing {
+    label: String,
+    frames: u32,
+    last: std::time::Instant,
+    times_ms: Vec<f64>,
 }
 
 /// The scripted mode's systems.
@@ -143,8 +175,29 @@ fn run_script(
     mut session: ResMut<Session>,
     layout: Res<MapLayout>,
     mut cameras: Query<(&mut OrbitCamera, &Camera, &GlobalTransform)>,
+    mut slabs: Query<&mut Visibility, With<crate::map::SlabOf>>,
     mut exit: MessageWriter<AppExit>,
 ) {
+    if let Some(timing) = &mut script.timing {
+        let now = std::time::Instant::now();
+        timing
+            .times_ms
+            .push((now - timing.last).as_secs_f64() * 1000.0);
+        timing.last = now;
+        if timing.times_ms.len() >= timing.frames as usize {
+            let (mean, median, p95) = frame_stats(&timing.times_ms);
+            println!(
+                "frames {}: {} frames, mean {mean:.2} ms ({:.1} fps), median {median:.2} ms, p95 {p95:.2} ms",
+                timing.label,
+                timing.times_ms.len(),
+                1000.0 / mean
+            );
+            script.timing = None;
+            script.actions.pop_front();
+            script.idle_frames = 0;
+        }
+        return;
+    }
     if script.actions.is_empty() && script.shot.is_none() {
         if script.exit_when_done {
             script.exit_when_done = false;
@@ -180,6 +233,24 @@ fn run_script(
         return;
     };
     match action {
+        Action::Frames(n, label) => {
+            script.timing = Some(Timing {
+                label,
+                frames: n.max(1),
+                last: std::time::Instant::now(),
+                times_ms: Vec::with_capacity(n as usize),
+            });
+            return; // popped when the frames are timed
+        }
+        Action::ShowMap(show) => {
+            for mut visibility in &mut slabs {
+                *visibility = if show {
+                    Visibility::Inherited
+                } else {
+                    Visibility::Hidden
+                };
+            }
+        }
         Action::Wait(n) => {
             script.waited += 1;
             if script.waited < n {
@@ -354,6 +425,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn frame_statistics_by_hand() {
+        let (mean, median, p95) = frame_stats(&[4.0, 1.0, 3.0, 2.0, 10.0]);
+        assert!((mean - 4.0).abs() < 1e-12);
+        assert_eq!(median, 3.0);
+        assert_eq!(p95, 10.0);
+        assert!(frame_stats(&[]).0.is_nan());
+    }
+
+    #[test]
     fn scripts_read_from_ron() {
         let text = r#"[
             Select("fc1", 3),
@@ -365,11 +445,15 @@ mod tests {
             SelectImage("mnist", 2),
             SelectClass(7),
             Screenshot("out.png"),
+            ShowMap(false),
+            Frames(100, "empty"),
         ]"#;
         let actions: Vec<Action> = ron::from_str(text).expect("script");
-        assert_eq!(actions.len(), 9);
+        assert_eq!(actions.len(), 11);
         assert_eq!(actions[0], Action::Select("fc1".into(), 3));
         assert!(actions[8].is_screenshot());
+        assert_eq!(actions[9], Action::ShowMap(false));
+        assert!(actions[10].ends_app() && !actions[9].ends_app());
         assert_eq!(measure_named("class-mean"), Some(Measure::ClassMean));
         for m in Measure::ALL {
             assert_eq!(measure_named(measure_name(m)), Some(m));

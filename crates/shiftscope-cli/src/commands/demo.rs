@@ -5,13 +5,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::Context;
 use shiftscope_analysis::{Analysis, AnalysisParams};
 use shiftscope_host::SearchPath;
 use shiftscope_runtime::StudyConfig;
+use shiftscope_viewer::headless::HeadlessX;
 
 use crate::builtins::registry;
 use crate::cli::{Cli, DemoArgs};
@@ -335,11 +336,7 @@ fn show(store: &Path, neuron: &str, out: &Path, headless: bool) -> anyhow::Resul
             .args(["--select", neuron, "--colour-by", "spurious"])
             .args(extra);
         if let Some(x) = x {
-            command
-                .env("DISPLAY", &x.display)
-                .env("XDG_RUNTIME_DIR", &x.runtime)
-                .env("WGPU_BACKEND", "vulkan")
-                .env_remove("WAYLAND_DISPLAY");
+            x.configure(&mut command);
         }
         command.status()
     };
@@ -360,7 +357,7 @@ fn show(store: &Path, neuron: &str, out: &Path, headless: bool) -> anyhow::Resul
     let x = if has_display {
         None
     } else {
-        match HeadlessX::start(out) {
+        match HeadlessX::start(&out.join(".xdg-runtime"), 90..140) {
             Ok(x) => Some(x),
             Err(e) => {
                 println!("no screenshots: {e}");
@@ -382,64 +379,4 @@ fn show(store: &Path, neuron: &str, out: &Path, headless: bool) -> anyhow::Resul
         }
     }
     Ok(())
-}
-
-/// An Xvfb server on a free display number, stopped on drop.
-struct HeadlessX {
-    child: Child,
-    display: String,
-    runtime: PathBuf,
-}
-
-impl HeadlessX {
-    fn start(out: &Path) -> anyhow::Result<HeadlessX> {
-        let runtime = out.join(".xdg-runtime");
-        std::fs::create_dir_all(&runtime)
-            .with_context(|| format!("creating {}", runtime.display()))?;
-        for n in 90..140 {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            {
-                continue;
-            }
-            let display = format!(":{n}");
-            let mut child = Command::new("Xvfb")
-                .args([&display, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("Xvfb is not installed (tools/setup.sh installs it)")?;
-            for _ in 0..200 {
-                if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                    return Ok(HeadlessX {
-                        child,
-                        display,
-                        runtime,
-                    });
-                }
-                if child.try_wait()?.is_some() {
-                    break; // another server took this number first
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        anyhow::bail!("could not start Xvfb on any display from :90 to :139")
-    }
-}
-
-impl Drop for HeadlessX {
-    fn drop(&mut self) {
-        // SIGTERM lets Xvfb remove its socket and lock file (SIGKILL would leave them behind
-        // and use up display numbers); SIGKILL only when that fails.
-        let terminated = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !terminated {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
 }
