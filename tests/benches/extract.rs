@@ -5,10 +5,17 @@
 //! cargo bench -p shiftscope-tests --bench extract
 //! SHIFTSCOPE_BENCH_MODEL=resnet18.onnx SHIFTSCOPE_BENCH_IMAGES=256 cargo bench -p shiftscope-tests --bench extract
 //! ```
-//! Without a model the fixture CNN (16×16) is used. The three throughputs, on the same
+//! Without a model the demo CNN (`assets/models/demo-cnn.onnx`, 28×28) is used. The three throughputs, on the same
 //! inputs: ONNX Runtime alone with the model's own outputs (the limit); the ONNX adapter
 //! recording every default layer with in-graph pooling; and the whole `extract` pipeline
 //! (colored MNIST generated, preprocessed, recorded, written to a store).
+//!
+//! For the demo CNN and ResNet-18 (recognised by file name, or named by
+//! `SHIFTSCOPE_BENCH_TORCH_ARCH=demo-cnn|resnet18`) it also runs the reference a PyTorch user
+//! has, `tools/bench_pytorch_hooks.py`: the same architecture in PyTorch with forward hooks on
+//! the same layers, pooled the same way and written to memory-mapped `.npy` files, with the
+//! same image count, batch size and threads. `SHIFTSCOPE_BENCH_TORCH=0` skips it; without
+//! Python and torch it is skipped with a note.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,12 +71,60 @@ fn peak_rss_kib(mut command: Command) -> (u64, bool) {
     }
 }
 
+/// Images/s of `tools/bench_pytorch_hooks.py` on the architecture of `model`, or `None` (with
+/// a note) where it does not apply or Python with torch is missing.
+fn pytorch_hooks(
+    root: &Path,
+    model: &Path,
+    images: usize,
+    batch: usize,
+    threads: usize,
+) -> Option<f64> {
+    if std::env::var("SHIFTSCOPE_BENCH_TORCH").is_ok_and(|v| v == "0") {
+        return None;
+    }
+    let file = model.file_name()?.to_string_lossy().to_lowercase();
+    let arch = std::env::var("SHIFTSCOPE_BENCH_TORCH_ARCH")
+        .ok()
+        .or_else(|| {
+            ["demo-cnn", "resnet18"]
+                .into_iter()
+                .find(|a| file.contains(a))
+                .map(str::to_owned)
+        });
+    let Some(arch) = arch else {
+        println!(
+            "(PyTorch reference skipped: no PyTorch twin of {file}; set SHIFTSCOPE_BENCH_TORCH_ARCH)"
+        );
+        return None;
+    };
+    let output = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(root.join("tools/bench_pytorch_hooks.py"))
+        .args(["--arch", &arch])
+        .args(["--images", &images.to_string()])
+        .args(["--batch", &batch.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .output();
+    let rate = output.ok().and_then(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("images_per_s="))
+            .and_then(|v| v.parse::<f64>().ok())
+    });
+    if rate.is_none() {
+        println!(
+            "(PyTorch reference skipped: tools/bench_pytorch_hooks.py did not run; is torch installed?)"
+        );
+    }
+    rate
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let model_path = std::env::var_os("SHIFTSCOPE_BENCH_MODEL")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("tests/fixtures/models/cnn.onnx"));
+        .unwrap_or_else(|| root.join("assets/models/demo-cnn.onnx"));
     let threads = env_usize(
         "SHIFTSCOPE_BENCH_THREADS",
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
@@ -158,6 +213,22 @@ fn main() {
         adapter_rate,
         adapter_rate / bare_rate
     );
+
+    // 2b. PyTorch forward hooks + numpy export, the same architecture and sizes.
+    if let Some(torch_rate) = pytorch_hooks(&root, &model_path, images, batch, threads) {
+        println!(
+            "{:<58} {:>10.0}  {:>6.2}",
+            "PyTorch forward hooks + numpy export (same layers)",
+            torch_rate,
+            torch_rate / bare_rate
+        );
+        println!(
+            "{:<58} {:>10}  {:>6.2}",
+            "  shiftscope adapter / PyTorch hooks (target >= 2)",
+            "",
+            adapter_rate / torch_rate
+        );
+    }
 
     // 3. The whole pipeline and its memory: the real binary on colored MNIST.
     let bin = shiftscope_testkit::cargo::build_release(&["shiftscope-cli"])
