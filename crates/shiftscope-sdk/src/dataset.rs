@@ -15,6 +15,41 @@ pub struct DatasetInfo {
     pub params: Vec<(String, String)>,
 }
 
+impl DatasetInfo {
+    /// The parameter under which a dataset whose images belong to a subset of the model's
+    /// classes (ImageNet-R and -A: 200 of the 1,000) lists the class indices of that subset,
+    /// comma-separated and ascending (`"1,2,4"`). Labels stay indices into all the model's
+    /// classes; accuracy is then taken over these logits only.
+    pub const CLASS_SUBSET: &'static str = "class_subset";
+
+    /// The class subset this entry declares, if any.
+    pub fn class_subset(&self) -> Option<Result<Vec<u32>, String>> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == Self::CLASS_SUBSET)
+            .map(|(_, v)| Self::parse_class_subset(v))
+    }
+
+    /// Parses a [`DatasetInfo::CLASS_SUBSET`] value: ascending class indices, comma-separated.
+    pub fn parse_class_subset(text: &str) -> Result<Vec<u32>, String> {
+        let indices = text
+            .split(',')
+            .map(|part| {
+                part.trim()
+                    .parse::<u32>()
+                    .map_err(|_| format!("{}: '{part}' is not a class index", Self::CLASS_SUBSET))
+            })
+            .collect::<Result<Vec<u32>, String>>()?;
+        if indices.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(format!(
+                "{}: the class indices are not strictly ascending",
+                Self::CLASS_SUBSET
+            ));
+        }
+        Ok(indices)
+    }
+}
+
 /// One image and its label.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sample {
