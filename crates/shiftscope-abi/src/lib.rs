@@ -23,6 +23,10 @@
 //! - new constant values may be added to [`Status`], [`DType`], [`LayerKind`] and the pooling
 //!   codes; a reader treats an unknown value as an error, never as undefined behaviour (that
 //!   is why they are `u32`/`i32` newtypes and not Rust enums);
+//! - function-table slots appended after 1.0 are nullable (`Option<fn>`): a host reads a
+//!   table at least as long as its 1.0 form and treats a slot that is null or beyond the
+//!   table's `size` as "not provided" (1.1 added the model adapter's `decision_layer` and
+//!   `export_with_decision_layer`);
 //! - `ABI_MINOR` counts these additions.
 //!
 //! Everything else is frozen for the major version: the order, types and meaning of existing
@@ -55,7 +59,11 @@ use core::fmt;
 /// The major version of this ABI. A host refuses any plugin whose major differs.
 pub const ABI_MAJOR: u32 = 1;
 /// The minor version: how many append-only additions were made within [`ABI_MAJOR`].
-pub const ABI_MINOR: u32 = 0;
+pub const ABI_MINOR: u32 = 1;
+/// The size in bytes of [`ModelAdapterTable`] in ABI 1.0: its fields up to `outstanding`.
+/// A host accepts a table of at least this size and treats the slots appended since as absent.
+pub const MODEL_ADAPTER_TABLE_1_0_SIZE: usize =
+    core::mem::offset_of!(ModelAdapterTable, decision_layer);
 /// The one symbol a plugin library exports, as it appears in the symbol table.
 pub const ENTRY_SYMBOL: &str = "shiftscope_plugin_entry";
 /// [`ENTRY_SYMBOL`] with its trailing NUL, as dynamic loaders want it.
@@ -418,6 +426,45 @@ pub struct ModelAdapterTable {
     pub release: unsafe extern "C" fn(instance: *mut Instance, handle: *mut Output),
     /// How many outputs of this instance are not released yet (for leak checks).
     pub outstanding: unsafe extern "C" fn(instance: *const Instance) -> u64,
+    /// Since ABI 1.1; null (or beyond `size`) when the plugin does not provide it. The model's
+    /// final linear classifier, `logits = W f + b` (see [`DecisionLayerView`]);
+    /// [`Status::UNSUPPORTED`] when the model has none.
+    pub decision_layer: Option<
+        unsafe extern "C" fn(
+            instance: *mut Instance,
+            out: *mut *const DecisionLayerView,
+            handle: *mut *mut Output,
+        ) -> Status,
+    >,
+    /// Since ABI 1.1; null (or beyond `size`) when the plugin does not provide it. Writes a
+    /// copy of the model whose decision layer has the given weights (`[K, D]`) and bias
+    /// (`[K]`), both `f32`, to `path`; the model the instance was made from is never
+    /// modified. An existing `path` is refused unless `overwrite` is 1.
+    pub export_with_decision_layer: Option<
+        unsafe extern "C" fn(
+            instance: *mut Instance,
+            weights: *const TensorView,
+            bias: *const TensorView,
+            path: StrView,
+            overwrite: u32,
+        ) -> Status,
+    >,
+}
+
+/// What `decision_layer` returns: the model's final linear classifier, `logits = W f + b`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionLayerView {
+    /// `size_of::<DecisionLayerView>()` as the plugin was built.
+    pub size: usize,
+    /// The recordable layer whose per-image values are `f` (the classifier's input).
+    pub input: StrView,
+    /// The operator(s) it is made of, for people: `Gemm`, `MatMul+Add`.
+    pub op: StrView,
+    /// `W`: `f32`, `[K, D]`, row `k` the weights of class `k`.
+    pub weights: TensorView,
+    /// `b`: `f32`, `[K]`.
+    pub bias: TensorView,
 }
 
 /// One `key = value` parameter of a catalog entry.
@@ -581,5 +628,12 @@ mod tests {
         assert_eq!(core::mem::offset_of!(PluginHeader, header_size), 8);
         assert_eq!(core::mem::offset_of!(PluginHeader, kind), 12);
         assert_eq!(core::mem::offset_of!(PluginHeader, name), 16);
+    }
+
+    #[test]
+    fn model_table_1_0_prefix_is_nine_words() {
+        // size + eight function pointers; the 1.1 slots come after.
+        assert_eq!(MODEL_ADAPTER_TABLE_1_0_SIZE, 9 * size_of::<usize>());
+        assert_eq!(size_of::<ModelAdapterTable>(), 11 * size_of::<usize>());
     }
 }

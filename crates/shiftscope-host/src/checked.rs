@@ -3,8 +3,8 @@
 //! and the call. What the runtime receives from the registry is always wrapped here.
 
 use shiftscope_sdk::{
-    ActivationSet, Dataset, DatasetInfo, DatasetSource, ModelAdapter, ModelDescription,
-    PluginError, Pooling, Sample, TensorRef,
+    ActivationSet, Dataset, DatasetInfo, DatasetSource, DecisionLayer, ModelAdapter,
+    ModelDescription, PluginError, Pooling, Sample, TensorRef,
 };
 
 /// A model adapter whose outputs are checked against its description, and whose NaN and
@@ -227,6 +227,50 @@ impl ModelAdapter for CheckedModel {
         self.check_set(&set, layers, 1, |layer| layer.shape.clone())
             .map_err(|e| self.err("run_maps", e))?;
         Ok(set)
+    }
+
+    fn decision_layer(&mut self) -> Result<DecisionLayer, PluginError> {
+        let layer = self
+            .inner
+            .decision_layer()
+            .map_err(|e| self.err("decision_layer", e))?;
+        let check = |this: &mut CheckedModel| -> Result<(), PluginError> {
+            let (k, d) = layer.dims()?;
+            let description = this.description()?;
+            let Some(input) = description.layer(&layer.input) else {
+                return Err(PluginError::failed(format!(
+                    "names '{}' as the classifier's input, a layer the model does not describe",
+                    layer.input
+                )));
+            };
+            if input.neurons != d || description.num_classes != k {
+                return Err(PluginError::failed(format!(
+                    "returned weights [{k}, {d}] but the model has {} classes and its layer '{}' \
+                     has {} neurons",
+                    description.num_classes, layer.input, input.neurons
+                )));
+            }
+            let finite = |t: &shiftscope_sdk::Tensor| t.data().iter().all(|v| v.is_finite());
+            if !finite(&layer.weights) || !finite(&layer.bias) {
+                return Err(PluginError::failed(
+                    "returned a decision layer with NaN or infinite values",
+                ));
+            }
+            Ok(())
+        };
+        check(self).map_err(|e| self.err("decision_layer", e))?;
+        Ok(layer)
+    }
+
+    fn export_with_decision_layer(
+        &mut self,
+        layer: &DecisionLayer,
+        path: &std::path::Path,
+        overwrite: bool,
+    ) -> Result<(), PluginError> {
+        self.inner
+            .export_with_decision_layer(layer, path, overwrite)
+            .map_err(|e| self.err("export_with_decision_layer", e))
     }
 
     fn outstanding_outputs(&self) -> Option<u64> {

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use libloading::Library;
 use shiftscope_abi::{
     ABI_MAJOR, ABI_MINOR, ActivationSetView, CatalogView, DatasetHandle, DatasetSourceTable,
-    ENTRY_SYMBOL_NUL, EntryFn, Instance, ModelAdapterTable, Output, PluginHeader, PluginKind,
-    SampleView, Status, StrListView, StrView,
+    DecisionLayerView, ENTRY_SYMBOL_NUL, EntryFn, Instance, MODEL_ADAPTER_TABLE_1_0_SIZE,
+    ModelAdapterTable, Output, PluginHeader, PluginKind, SampleView, Status, StrListView, StrView,
 };
 use shiftscope_sdk::ffi::{
-    pooling_to_view, read_activation_set, read_catalog, read_description, read_sample,
-    read_str_list, shape_to_i64, tensor_view,
+    pooling_to_view, read_activation_set, read_catalog, read_decision_layer, read_description,
+    read_sample, read_str_list, shape_to_i64, tensor_view,
 };
 use shiftscope_sdk::{
-    ActivationSet, Dataset, DatasetInfo, DatasetSource, ErrorKind, ModelAdapter, ModelDescription,
-    PluginError, Pooling, Sample, TensorRef,
+    ActivationSet, Dataset, DatasetInfo, DatasetSource, DecisionLayer, ErrorKind, ModelAdapter,
+    ModelDescription, PluginError, Pooling, Sample, TensorRef,
 };
 
 use crate::{LoadError, Origin, PluginInfo, PluginKindName, PluginSource};
@@ -129,7 +129,13 @@ pub(crate) fn load(path: &Path, origin: Origin) -> Result<(PluginInfo, LoadedTab
     let (kind_name, table) = match kind {
         PluginKind::MODEL_ADAPTER => {
             // SAFETY: the header says the table is a model-adapter table.
-            let table = unsafe { read_table::<ModelAdapterTable>(table_ptr, "model-adapter") };
+            let table = unsafe {
+                read_table::<ModelAdapterTable>(
+                    table_ptr,
+                    "model-adapter",
+                    MODEL_ADAPTER_TABLE_1_0_SIZE,
+                )
+            };
             (
                 PluginKindName::ModelAdapter,
                 LoadedTable::Model(table.map_err(&bad_plugin)?),
@@ -137,7 +143,13 @@ pub(crate) fn load(path: &Path, origin: Origin) -> Result<(PluginInfo, LoadedTab
         }
         PluginKind::DATASET_SOURCE => {
             // SAFETY: the header says the table is a dataset-source table.
-            let table = unsafe { read_table::<DatasetSourceTable>(table_ptr, "dataset-source") };
+            let table = unsafe {
+                read_table::<DatasetSourceTable>(
+                    table_ptr,
+                    "dataset-source",
+                    size_of::<DatasetSourceTable>(),
+                )
+            };
             (
                 PluginKindName::DatasetSource,
                 LoadedTable::Source(table.map_err(&bad_plugin)?),
@@ -160,11 +172,18 @@ pub(crate) fn load(path: &Path, origin: Origin) -> Result<(PluginInfo, LoadedTab
     Ok((info, table))
 }
 
-/// Copies a function table after checking its size and that no entry is null.
+/// Copies a function table after checking its size and that none of its first `required`
+/// bytes' entries is null. Slots past `required` were appended in later minors: they are
+/// `Option<fn>`, read when the plugin's table is long enough and `None` (zero) otherwise.
 ///
 /// # Safety
-/// `ptr` must be null or point to a table of kind `T` that starts with its `size: usize`.
-unsafe fn read_table<T: Copy>(ptr: *const std::ffi::c_void, what: &str) -> Result<T, String> {
+/// `ptr` must be null or point to a table of kind `T` that starts with its `size: usize`,
+/// whose fields past `required` are all nullable function pointers.
+unsafe fn read_table<T: Copy>(
+    ptr: *const std::ffi::c_void,
+    what: &str,
+    required: usize,
+) -> Result<T, String> {
     if ptr.is_null() {
         return Err(format!("the {what} table pointer is null"));
     }
@@ -173,23 +192,29 @@ unsafe fn read_table<T: Copy>(ptr: *const std::ffi::c_void, what: &str) -> Resul
     }
     // SAFETY: every table starts with its size.
     let size = unsafe { *ptr.cast::<usize>() };
-    let needed = size_of::<T>();
-    if size < needed {
+    if size < required {
         return Err(format!(
             "its {what} table is {size} bytes, but this host (plugin ABI {ABI_MAJOR}.{ABI_MINOR}) \
-             needs {needed}: the plugin lacks functions this host calls"
+             needs {required}: the plugin lacks functions this host calls"
         ));
     }
-    // Every table is `size` followed by function pointers, all word-sized: check none is null
-    // before a non-nullable fn type is made from it.
-    let words = needed / size_of::<usize>();
-    // SAFETY: the table is at least `needed` bytes (checked) and word-aligned.
+    // Every table is `size` followed by function pointers, all word-sized: check none of the
+    // required ones is null before a non-nullable fn type is made from it.
+    let words = required / size_of::<usize>();
+    // SAFETY: the table is at least `required` bytes (checked) and word-aligned.
     let slots = unsafe { std::slice::from_raw_parts(ptr.cast::<usize>(), words) };
     if let Some(i) = slots.iter().skip(1).position(|&w| w == 0) {
         return Err(format!("entry {} of its {what} table is null", i + 1));
     }
-    // SAFETY: size and non-null entries checked; layout fixed by the ABI.
-    Ok(unsafe { *ptr.cast::<T>() })
+    let copied = size.min(size_of::<T>());
+    let mut table = std::mem::MaybeUninit::<T>::zeroed();
+    // SAFETY: the plugin's table holds `copied` readable bytes; the destination is `T`-sized.
+    // The bytes not copied stay zero, which is `None` for the appended `Option<fn>` slots,
+    // and every required slot was checked non-null.
+    unsafe {
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), table.as_mut_ptr().cast::<u8>(), copied);
+        Ok(table.assume_init())
+    }
 }
 
 /// Reads the thread's last error from the plugin and builds the error for `status`.
@@ -386,6 +411,57 @@ impl ModelAdapter for DynModelAdapter {
             // SAFETY: live instance; inputs borrowed for the call; writable out-slots.
             unsafe { run_maps(instance, image, names, n, out, handle) }
         })
+    }
+
+    fn decision_layer(&mut self) -> Result<DecisionLayer, PluginError> {
+        let Some(decision_layer) = self.table.decision_layer else {
+            return Err(PluginError::unsupported(
+                "the plugin does not provide the decision layer (built before plugin ABI 1.1)",
+            ));
+        };
+        let instance = self.boundary.instance;
+        self.boundary.fetch(
+            "decision_layer",
+            // SAFETY: live instance, writable out-slots.
+            |out, handle| unsafe { decision_layer(instance, out, handle) },
+            // SAFETY: a view the plugin returned; every length is checked by the reader.
+            |view: &DecisionLayerView| unsafe { read_decision_layer(view) },
+        )
+    }
+
+    fn export_with_decision_layer(
+        &mut self,
+        layer: &DecisionLayer,
+        path: &Path,
+        overwrite: bool,
+    ) -> Result<(), PluginError> {
+        let Some(export) = self.table.export_with_decision_layer else {
+            return Err(PluginError::unsupported(
+                "the plugin cannot export an edited decision layer (built before plugin ABI 1.1)",
+            ));
+        };
+        layer.dims()?;
+        let path = path.to_str().ok_or_else(|| {
+            PluginError::invalid_argument(format!("{}: path is not UTF-8", path.display()))
+        })?;
+        let w_shape = shape_to_i64(layer.weights.shape())?;
+        let b_shape = shape_to_i64(layer.bias.shape())?;
+        let weights = tensor_view(&w_shape, layer.weights.data());
+        let bias = tensor_view(&b_shape, layer.bias.data());
+        // SAFETY: live instance; the tensors and the path are borrowed for the call.
+        let status = unsafe {
+            export(
+                self.boundary.instance,
+                &raw const weights,
+                &raw const bias,
+                StrView::new(path),
+                u32::from(overwrite),
+            )
+        };
+        if status != Status::OK {
+            return Err(self.boundary.fail(status));
+        }
+        Ok(())
     }
 
     fn outstanding_outputs(&self) -> Option<u64> {

@@ -39,8 +39,8 @@ mod tensor;
 pub use dataset::{Dataset, DatasetInfo, DatasetSource, DatasetSourcePlugin, Sample};
 pub use error::{ErrorKind, PluginError};
 pub use model::{
-    ActivationSet, ConvPooling, InputSpec, LayerInfo, LayerKind, ModelAdapter, ModelAdapterPlugin,
-    ModelDescription, NamedTensor, Pooling, TokenPooling, pool_map,
+    ActivationSet, ConvPooling, DecisionLayer, InputSpec, LayerInfo, LayerKind, ModelAdapter,
+    ModelAdapterPlugin, ModelDescription, NamedTensor, Pooling, TokenPooling, pool_map,
 };
 pub use select::{LayerSelector, select_layers};
 pub use shiftscope_abi as abi;

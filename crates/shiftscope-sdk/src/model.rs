@@ -152,6 +152,33 @@ impl ActivationSet {
     }
 }
 
+/// The model's final linear classifier, `logits = W f + b`, where `f` is the per-image value
+/// of the recordable layer `input` (its pooled value, for a conv layer whose maps are 1×1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecisionLayer {
+    /// The recordable layer whose values are `f` (role `features`).
+    pub input: String,
+    /// The operator(s) it is made of, for people: `Gemm`, `MatMul+Add`.
+    pub op: String,
+    /// `W`, `[K, D]`: row `k` holds class `k`'s weights (any transpose or scale in the
+    /// model already applied).
+    pub weights: Tensor,
+    /// `b`, `[K]` (any scale already applied; zeros when the model has no bias).
+    pub bias: Tensor,
+}
+
+impl DecisionLayer {
+    /// `(K, D)`, after checking that `weights` is `[K, D]` and `bias` is `[K]`.
+    pub fn dims(&self) -> Result<(usize, usize), PluginError> {
+        match (self.weights.shape(), self.bias.shape()) {
+            ([k, d], [kb]) if k == kb => Ok((*k, *d)),
+            (w, b) => Err(PluginError::invalid_argument(format!(
+                "a decision layer needs weights [K, D] and bias [K]; got weights {w:?} and bias {b:?}"
+            ))),
+        }
+    }
+}
+
 /// A model that can be run on image batches while its layers are recorded.
 ///
 /// An instance is used by one thread at a time; it may move between threads.
@@ -175,6 +202,30 @@ pub trait ModelAdapter: Send {
         image: TensorRef<'_>,
         layers: &[String],
     ) -> Result<ActivationSet, PluginError>;
+
+    /// The model's final linear classifier and the layer that feeds it. The default says
+    /// the adapter does not provide it ([`crate::ErrorKind::Unsupported`]); an adapter that
+    /// does, but whose model ends otherwise, says why with the same kind.
+    fn decision_layer(&mut self) -> Result<DecisionLayer, PluginError> {
+        Err(PluginError::unsupported(
+            "this model adapter does not provide the decision layer (it implements no `decision_layer`)",
+        ))
+    }
+
+    /// Writes a copy of the model whose decision layer has `layer`'s weights and bias to
+    /// `path` (the model itself is never modified). Refuses an existing `path` unless
+    /// `overwrite`. The default says the adapter cannot.
+    fn export_with_decision_layer(
+        &mut self,
+        layer: &DecisionLayer,
+        path: &std::path::Path,
+        overwrite: bool,
+    ) -> Result<(), PluginError> {
+        let _ = (layer, path, overwrite);
+        Err(PluginError::unsupported(
+            "this model adapter cannot export a model with an edited decision layer",
+        ))
+    }
 
     /// Outputs handed out by a dynamically loaded plugin and not yet released; `None` for a
     /// plugin linked into the binary, where Rust ownership rules out leaks.

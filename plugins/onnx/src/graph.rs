@@ -154,6 +154,11 @@ impl Graph {
         })
     }
 
+    /// The decoded model, for readers of its initialisers (the decision layer).
+    pub(crate) fn model(&self) -> &ModelProto {
+        &self.model
+    }
+
     /// The tensors worth recording: float node outputs other than constants and shape
     /// arithmetic (the dry run confirms dtype and rank).
     pub(crate) fn candidate_tensors(&self) -> Vec<(String, String)> {

@@ -9,6 +9,7 @@
 //! CUDA cannot be used: never a silent CPU fallback) or `Auto` (CUDA if it works, else CPU,
 //! and the description's notes say which).
 
+mod decision;
 mod discovery;
 mod graph;
 mod runtime;
@@ -22,8 +23,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef as OrtTensorRef;
 use serde::{Deserialize, Serialize};
 use shiftscope_sdk::{
-    ActivationSet, InputSpec, LayerKind, ModelAdapter, ModelAdapterPlugin, ModelDescription,
-    NamedTensor, PluginError, Pooling, Tensor, TensorRef,
+    ActivationSet, DecisionLayer, InputSpec, LayerKind, ModelAdapter, ModelAdapterPlugin,
+    ModelDescription, NamedTensor, PluginError, Pooling, Tensor, TensorRef,
 };
 
 use crate::graph::{Exposed, Graph, show_dims};
@@ -493,6 +494,32 @@ impl ModelAdapter for OnnxModel {
             })
             .collect::<Result<SessionKey, PluginError>>()?;
         self.execute(&key, image, layers)
+    }
+
+    fn decision_layer(&mut self) -> Result<DecisionLayer, PluginError> {
+        let model = self.graph.model();
+        let located = decision::locate(model, &self.graph.logits, &self.path)?;
+        let layer = decision::read(model, &located, &self.path)?;
+        if self.description.layer(&layer.input).is_none() {
+            return Err(PluginError::unsupported(format!(
+                "{}: the classifier's input '{}' is not a recordable layer of this model",
+                self.path.display(),
+                layer.input
+            )));
+        }
+        Ok(layer)
+    }
+
+    fn export_with_decision_layer(
+        &mut self,
+        layer: &DecisionLayer,
+        path: &Path,
+        overwrite: bool,
+    ) -> Result<(), PluginError> {
+        let model = self.graph.model();
+        let located = decision::locate(model, &self.graph.logits, &self.path)?;
+        let bytes = decision::edited(model, &located, layer, &self.path)?;
+        decision::write_copy(&bytes, path, &self.path, overwrite)
     }
 }
 

@@ -17,6 +17,7 @@ pub use dataset::dataset_table;
 pub use export::HeaderCell;
 pub use model::model_table;
 pub use views::{
-    pooling_from_view, pooling_to_view, read_activation_set, read_catalog, read_description,
-    read_f32_tensor, read_sample, read_slice, read_str, read_str_list, shape_to_i64, tensor_view,
+    pooling_from_view, pooling_to_view, read_activation_set, read_catalog, read_decision_layer,
+    read_description, read_f32_tensor, read_sample, read_slice, read_str, read_str_list,
+    shape_to_i64, tensor_view,
 };

@@ -1,8 +1,8 @@
 //! The model-adapter function table for a [`ModelAdapterPlugin`] type.
 
 use shiftscope_abi::{
-    ActivationSetView, InputView, Instance, LayerView, ModelAdapterTable, ModelDescriptionView,
-    NamedTensorView, Output, PoolingView, Status, StrView, TensorView,
+    ActivationSetView, DecisionLayerView, InputView, Instance, LayerView, ModelAdapterTable,
+    ModelDescriptionView, NamedTensorView, Output, PoolingView, Status, StrView, TensorView,
 };
 
 use super::export::{
@@ -13,7 +13,9 @@ use super::views::{
     layer_kind_to_abi, pooling_from_view, read_f32_tensor, read_slice, read_str, shape_to_i64,
     tensor_view,
 };
-use crate::{ActivationSet, ModelAdapterPlugin, ModelDescription, PluginError, TensorRef};
+use crate::{
+    ActivationSet, DecisionLayer, ModelAdapterPlugin, ModelDescription, PluginError, TensorRef,
+};
 
 /// The table for `T`, for a `static` in the plugin crate.
 pub const fn model_table<T: ModelAdapterPlugin>() -> ModelAdapterTable {
@@ -27,6 +29,8 @@ pub const fn model_table<T: ModelAdapterPlugin>() -> ModelAdapterTable {
         run_maps: run_maps::<T>,
         release: release::<T>,
         outstanding: outstanding::<T>,
+        decision_layer: Some(decision_layer::<T>),
+        export_with_decision_layer: Some(export_with_decision_layer::<T>),
     }
 }
 
@@ -268,5 +272,133 @@ unsafe extern "C" fn run_maps<T: ModelAdapterPlugin>(
             handle,
             T::run_maps,
         )
+    }
+}
+
+/// Owned storage behind a [`DecisionLayerView`].
+struct DecisionKeep {
+    _layer: DecisionLayer,
+    _shapes: [Vec<i64>; 2],
+}
+
+unsafe extern "C" fn decision_layer<T: ModelAdapterPlugin>(
+    instance_ptr: *mut Instance,
+    out: *mut *const DecisionLayerView,
+    handle: *mut *mut Output,
+) -> Status {
+    guard(|| {
+        check_out(out, handle)?;
+        // SAFETY: the host passes its live instance.
+        let inst = unsafe { instance_mut::<T>(instance_ptr) }?;
+        let layer = inst.inner.decision_layer()?;
+        layer.dims()?;
+        let shapes = [
+            shape_to_i64(layer.weights.shape())?,
+            shape_to_i64(layer.bias.shape())?,
+        ];
+        let view = DecisionLayerView {
+            size: size_of::<DecisionLayerView>(),
+            input: StrView::new(&layer.input),
+            op: StrView::new(&layer.op),
+            weights: tensor_view(&shapes[0], layer.weights.data()),
+            bias: tensor_view(&shapes[1], layer.bias.data()),
+        };
+        // Moving the layer and shapes moves no heap data: the view stays valid.
+        let keep = DecisionKeep {
+            _layer: layer,
+            _shapes: shapes,
+        };
+        // SAFETY: out-pointers checked above.
+        unsafe { publish(keep, view, out, handle, &inst.outstanding) };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn export_with_decision_layer<T: ModelAdapterPlugin>(
+    instance_ptr: *mut Instance,
+    weights: *const TensorView,
+    bias: *const TensorView,
+    path: StrView,
+    overwrite: u32,
+) -> Status {
+    guard(|| {
+        // SAFETY: the host passes its live instance.
+        let inst = unsafe { instance_mut::<T>(instance_ptr) }?;
+        let read = |view: *const TensorView, what: &str| -> Result<crate::Tensor, PluginError> {
+            // SAFETY: the host lends the tensor for the call.
+            let view = unsafe { view.as_ref() }
+                .ok_or_else(|| PluginError::invalid_argument(format!("null {what}")))?;
+            // SAFETY: as above.
+            let (shape, data) = unsafe { read_f32_tensor(view, what) }?;
+            crate::Tensor::new(shape, data.to_vec())
+        };
+        let weights = read(weights, "decision layer weights")?;
+        let bias = read(bias, "decision layer bias")?;
+        // SAFETY: the host lends the path for the call.
+        let path = unsafe { read_str(path, "export path") }?;
+        let current = inst.inner.decision_layer()?;
+        let layer = DecisionLayer {
+            weights,
+            bias,
+            ..current
+        };
+        layer.dims()?;
+        inst.inner
+            .export_with_decision_layer(&layer, std::path::Path::new(path), overwrite != 0)
+    })
+}
+
+#[cfg(test)]
+mod receptive_field_tests {
+    use super::*;
+    use crate::ffi::read_description;
+    use crate::{LayerInfo, LayerKind, ReceptiveField};
+
+    fn description() -> ModelDescription {
+        let layer = |name: &str, field| LayerInfo {
+            name: name.into(),
+            op: "Relu".into(),
+            kind: LayerKind::Conv,
+            shape: vec![2, 4, 4],
+            neurons: 2,
+            default_selected: true,
+            role: String::new(),
+            receptive_field: field,
+        };
+        ModelDescription {
+            inputs: vec![],
+            layers: vec![
+                layer(
+                    "a",
+                    Some(ReceptiveField {
+                        size: [5, 3],
+                        jump: [2, 1],
+                        offset: [-2, -1],
+                    }),
+                ),
+                layer("b", None),
+            ],
+            class_names: vec![],
+            num_classes: 2,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn receptive_fields_cross_the_view_and_a_1_0_view_has_none() {
+        let d = description();
+        let (_keep, mut view) = description_view(d.clone()).unwrap();
+        // SAFETY: the view points into `_keep`, alive for the whole test.
+        let back = unsafe { read_description(&view) }.unwrap();
+        assert_eq!(back.layers, d.layers);
+        // A plugin built against ABI 1.0: its view ends before `receptive_fields`.
+        view.size = std::mem::offset_of!(ModelDescriptionView, receptive_fields);
+        // SAFETY: as above; the reader must not touch the field past `size`.
+        let old = unsafe { read_description(&view) }.unwrap();
+        assert!(old.layers.iter().all(|l| l.receptive_field.is_none()));
+        // Shorter than 1.0 is refused.
+        view.size -= 1;
+        // SAFETY: as above.
+        assert!(unsafe { read_description(&view) }.is_err());
     }
 }

@@ -4,14 +4,14 @@
 use std::ffi::c_void;
 
 use shiftscope_abi::{
-    ActivationSetView, CatalogView, DType, LayerKind as AbiLayerKind, ModelDescriptionView,
-    PoolingView, SampleView, StrListView, StrView, TensorView,
+    ActivationSetView, CatalogView, DType, DecisionLayerView, LayerKind as AbiLayerKind,
+    ModelDescriptionView, PoolingView, SampleView, StrListView, StrView, TensorView,
 };
 
 use crate::tensor::element_count;
 use crate::{
-    ActivationSet, ConvPooling, DatasetInfo, InputSpec, LayerInfo, LayerKind, ModelDescription,
-    NamedTensor, PluginError, Pooling, Sample, Tensor, TokenPooling,
+    ActivationSet, ConvPooling, DatasetInfo, DecisionLayer, InputSpec, LayerInfo, LayerKind,
+    ModelDescription, NamedTensor, PluginError, Pooling, Sample, Tensor, TokenPooling,
 };
 
 /// Most dimensions a tensor may have.
@@ -289,6 +289,27 @@ pub unsafe fn read_activation_set(view: &ActivationSetView) -> Result<Activation
             layers,
             logits: Tensor::new(shape, data.to_vec())?,
         })
+    }
+}
+
+/// Reads what `decision_layer` returned: both tensors checked (`[K, D]` and `[K]`).
+///
+/// # Safety
+/// The view's pointers must be valid for the sizes it states.
+pub unsafe fn read_decision_layer(view: &DecisionLayerView) -> Result<DecisionLayer, PluginError> {
+    check_size(view.size, size_of::<DecisionLayerView>(), "decision layer")?;
+    // SAFETY: every pointer is forwarded from the caller with its stated size.
+    unsafe {
+        let (w_shape, w) = read_f32_tensor(&view.weights, "decision layer weights")?;
+        let (b_shape, b) = read_f32_tensor(&view.bias, "decision layer bias")?;
+        let layer = DecisionLayer {
+            input: read_str(view.input, "decision layer input")?.to_owned(),
+            op: read_str(view.op, "decision layer op")?.to_owned(),
+            weights: Tensor::new(w_shape, w.to_vec())?,
+            bias: Tensor::new(b_shape, b.to_vec())?,
+        };
+        layer.dims()?;
+        Ok(layer)
     }
 }
 
