@@ -74,7 +74,15 @@ fn static_and_dynamic_forms_give_identical_results() {
         .create_model("(seed: 2)")
         .unwrap();
     let mut mb = dynamic("example_model").create_model("(seed: 2)").unwrap();
-    assert_eq!(ma.describe().unwrap(), mb.describe().unwrap());
+    let (da, db) = (ma.describe().unwrap(), mb.describe().unwrap());
+    assert_eq!(da, db);
+    // The receptive field crosses the C ABI (1.1's parallel array): 3×3, stride 2, pad 1.
+    let field = db.layer("conv1").unwrap().receptive_field.unwrap();
+    assert_eq!(
+        (field.size, field.jump, field.offset),
+        ([3, 3], [2, 2], [-1, -1])
+    );
+    assert_eq!(db.layer("fc1").unwrap().receptive_field, None);
     let batch = Tensor::new(
         vec![3, 3, 32, 32],
         (0..3 * 3 * 32 * 32)

@@ -59,6 +59,9 @@ use core::fmt;
 /// The major version of this ABI. A host refuses any plugin whose major differs.
 pub const ABI_MAJOR: u32 = 1;
 /// The minor version: how many append-only additions were made within [`ABI_MAJOR`].
+///
+/// 1.1: the model adapter's `decision_layer` and `export_with_decision_layer` slots, and the
+/// description's per-layer [`ModelDescriptionView::receptive_fields`].
 pub const ABI_MINOR: u32 = 1;
 /// The size in bytes of [`ModelAdapterTable`] in ABI 1.0: its fields up to `outstanding`.
 /// A host accepts a table of at least this size and treats the slots appended since as absent.
@@ -359,6 +362,27 @@ pub struct ModelDescriptionView {
     pub notes: *const StrView,
     /// Number of notes.
     pub n_notes: usize,
+    /// ABI minor 1: `n_layers` receptive fields parallel to `layers`, or null when the
+    /// adapter computes none. Read only when `size` covers this field.
+    pub receptive_fields: *const ReceptiveFieldView,
+}
+
+/// Where a spatial layer's neurons look in the model input, per axis (height, width): the
+/// window of map position `i` along an axis is `offset + i * jump .. + size` input pixels
+/// (`offset` is negative where the window starts in padding). An element of the parallel
+/// array [`ModelDescriptionView::receptive_fields`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceptiveFieldView {
+    /// 1 when the adapter computed the layer's field, else 0 (dense and token layers, or
+    /// ops it cannot follow): then the whole image is the field.
+    pub known: u32,
+    /// Window size in input pixels, height then width.
+    pub size: [u32; 2],
+    /// Input pixels between neighbouring map positions, height then width.
+    pub jump: [u32; 2],
+    /// Input coordinate of map position 0's first pixel, height then width.
+    pub offset: [i32; 2],
 }
 
 /// A tensor with the name of the layer it came from.

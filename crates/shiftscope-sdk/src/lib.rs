@@ -40,7 +40,8 @@ pub use dataset::{Dataset, DatasetInfo, DatasetSource, DatasetSourcePlugin, Samp
 pub use error::{ErrorKind, PluginError};
 pub use model::{
     ActivationSet, ConvPooling, DecisionLayer, InputSpec, LayerInfo, LayerKind, ModelAdapter,
-    ModelAdapterPlugin, ModelDescription, NamedTensor, Pooling, TokenPooling, pool_map,
+    ModelAdapterPlugin, ModelDescription, NamedTensor, Pooling, ReceptiveField, TokenPooling,
+    pool_map,
 };
 pub use select::{LayerSelector, select_layers};
 pub use shiftscope_abi as abi;

@@ -66,6 +66,40 @@ pub struct LayerInfo {
     /// Why the layer matters, for selectors: `activation`, `block`, `pool`, `norm`,
     /// `features` (the classifier's input), `logits`, or empty.
     pub role: String,
+    /// Where the layer's neurons look in the model input, for a spatial layer whose field
+    /// the adapter computed from its graph; `None` means the whole image (dense and token
+    /// layers, or an adapter that gives none).
+    pub receptive_field: Option<ReceptiveField>,
+}
+
+/// The receptive field of a spatial layer, per axis (height, width): map position `i` along
+/// an axis sees input pixels `offset + i * jump .. offset + i * jump + size` (coordinates in
+/// the model input; negative or past the end where the window reaches into padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ReceptiveField {
+    /// Window size in input pixels.
+    pub size: [usize; 2],
+    /// Input pixels between neighbouring map positions (the product of the strides).
+    pub jump: [usize; 2],
+    /// Input coordinate of position 0's first pixel.
+    pub offset: [i64; 2],
+}
+
+impl ReceptiveField {
+    /// The field of the input itself: one pixel per position.
+    pub const IDENTITY: ReceptiveField = ReceptiveField {
+        size: [1, 1],
+        jump: [1, 1],
+        offset: [0, 0],
+    };
+
+    /// The top-left input pixel (row, column) of map position `(y, x)`'s window.
+    pub fn origin(&self, y: usize, x: usize) -> [i64; 2] {
+        [
+            self.offset[0] + (y * self.jump[0]) as i64,
+            self.offset[1] + (x * self.jump[1]) as i64,
+        ]
+    }
 }
 
 /// What a model says about itself.

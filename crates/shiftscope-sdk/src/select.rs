@@ -130,6 +130,7 @@ mod tests {
             neurons: 4,
             default_selected: default,
             role: role.into(),
+            receptive_field: None,
         }
     }
 

@@ -316,6 +316,7 @@ mod tests {
                     neurons: 2,
                     default_selected: true,
                     role: "activation".into(),
+                    receptive_field: None,
                 }],
                 class_names: vec![],
                 num_classes: 3,

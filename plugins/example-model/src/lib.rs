@@ -15,7 +15,8 @@ use serde::Deserialize;
 use shiftscope_sdk::rng::SplitMix64;
 use shiftscope_sdk::{
     ActivationSet, InputSpec, LayerInfo, LayerKind, ModelAdapter, ModelAdapterPlugin,
-    ModelDescription, NamedTensor, PluginError, Pooling, Tensor, TensorRef, pool_map,
+    ModelDescription, NamedTensor, PluginError, Pooling, ReceptiveField, Tensor, TensorRef,
+    pool_map,
 };
 
 /// The plugin's name.
@@ -133,10 +134,19 @@ impl ExampleModel {
             shape,
             default_selected: true,
             role: role.to_owned(),
+            receptive_field: None,
         };
         let conv_shape = vec![CONV_C, CONV_SIDE, CONV_SIDE];
         vec![
-            layer("conv1", "Relu", LayerKind::Conv, conv_shape, "activation"),
+            LayerInfo {
+                // 3×3, stride 2, pad 1: position i sees input pixels 2i − 1 ..= 2i + 1.
+                receptive_field: Some(ReceptiveField {
+                    size: [3, 3],
+                    jump: [2, 2],
+                    offset: [-1, -1],
+                }),
+                ..layer("conv1", "Relu", LayerKind::Conv, conv_shape, "activation")
+            },
             layer("fc1", "Relu", LayerKind::Dense, vec![HIDDEN], "features"),
             layer(
                 "logits",

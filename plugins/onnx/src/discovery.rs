@@ -229,6 +229,7 @@ pub(crate) fn discover(graph: &Graph, shapes: &HashMap<String, Vec<usize>>) -> V
                 neurons,
                 default_selected: default,
                 role: role.to_owned(),
+                receptive_field: None,
             });
         };
     for (i, node) in graph.nodes.iter().enumerate() {

@@ -154,6 +154,11 @@ impl Graph {
         })
     }
 
+    /// The decoded graph (present once parsed).
+    pub(crate) fn proto(&self) -> Option<&GraphProto> {
+        self.model.graph.as_ref()
+    }
+
     /// The decoded model, for readers of its initialisers (the decision layer).
     pub(crate) fn model(&self) -> &ModelProto {
         &self.model

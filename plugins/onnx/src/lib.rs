@@ -12,6 +12,7 @@
 mod decision;
 mod discovery;
 mod graph;
+mod receptive;
 mod runtime;
 
 use std::collections::HashMap;
@@ -260,7 +261,13 @@ impl OnnxModel {
                 )));
             }
         };
-        let layers = discovery::discover(&self.graph, &shapes);
+        let mut layers = discovery::discover(&self.graph, &shapes);
+        if let Some(proto) = self.graph.proto() {
+            let fields = receptive::receptive_fields(proto, &input.name, [h, w], &shapes);
+            for layer in layers.iter_mut().filter(|l| l.kind == LayerKind::Conv) {
+                layer.receptive_field = fields.get(&layer.name).copied();
+            }
+        }
         if input.shape[0] == Some(1) {
             self.description
                 .notes

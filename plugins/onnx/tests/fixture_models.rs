@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use shiftscope_onnx::OnnxModel;
 use shiftscope_sdk::rng::SplitMix64;
 use shiftscope_sdk::{
-    ConvPooling, LayerKind, ModelAdapter, Pooling, Tensor, TokenPooling, pool_map, select_layers,
+    ConvPooling, LayerKind, ModelAdapter, Pooling, ReceptiveField, Tensor, TokenPooling, pool_map,
+    select_layers,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -69,6 +70,31 @@ fn cnn_layers_kinds_and_default_selection() {
     assert_eq!(d.num_classes, 10);
     assert_eq!(d.class_names[3], "c3");
     assert_eq!(d.inputs[0].shape, vec![None, Some(3), Some(16), Some(16)]);
+}
+
+#[test]
+fn cnn_receptive_fields_by_hand() {
+    // conv1 k3 p1 → relu → pool1 k2 s2 → conv2 k3 p1 → relu → conv3 k3 p1 → add(·, pool1).
+    // conv1: size 1 + 2 = 3, jump 1, offset −1; pool1: 3 + 1 = 4, jump 2, offset −1;
+    // conv2: 4 + 2·2 = 8, jump 2, offset −1 − 1·2 = −3; conv3: 8 + 4 = 12, offset −5;
+    // block1_add: the union of conv3's and pool1's windows = conv3's.
+    let mut model = OnnxModel::from_path(&fixture("cnn.onnx")).unwrap();
+    let d = model.describe().unwrap();
+    let field = |name: &str| d.layer(name).unwrap().receptive_field;
+    let rf = |size, jump, offset| {
+        Some(ReceptiveField {
+            size: [size; 2],
+            jump: [jump; 2],
+            offset: [offset; 2],
+        })
+    };
+    assert_eq!(field("conv1_relu"), rf(3, 1, -1));
+    assert_eq!(field("pool1"), rf(4, 2, -1));
+    assert_eq!(field("conv2_relu"), rf(8, 2, -3));
+    assert_eq!(field("block1_add"), rf(12, 2, -5));
+    assert_eq!(field("block1_relu"), rf(12, 2, -5));
+    assert_eq!(field("flatten"), None, "dense layers see the whole image");
+    assert_eq!(field("logits"), None);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 
 use shiftscope_abi::{
     ActivationSetView, DecisionLayerView, InputView, Instance, LayerView, ModelAdapterTable,
-    ModelDescriptionView, NamedTensorView, Output, PoolingView, Status, StrView, TensorView,
+    ModelDescriptionView, NamedTensorView, Output, PoolingView, ReceptiveFieldView, Status,
+    StrView, TensorView,
 };
 
 use super::export::{
@@ -10,8 +11,8 @@ use super::export::{
     publish, release,
 };
 use super::views::{
-    layer_kind_to_abi, pooling_from_view, read_f32_tensor, read_slice, read_str, shape_to_i64,
-    tensor_view,
+    layer_kind_to_abi, pooling_from_view, read_f32_tensor, read_slice, read_str,
+    receptive_field_view, shape_to_i64, tensor_view,
 };
 use crate::{
     ActivationSet, DecisionLayer, ModelAdapterPlugin, ModelDescription, PluginError, TensorRef,
@@ -48,6 +49,7 @@ struct DescriptionKeep {
     _shapes: Vec<Vec<i64>>,
     _inputs: Vec<InputView>,
     _layers: Vec<LayerView>,
+    _receptive_fields: Vec<ReceptiveFieldView>,
     _class_names: Vec<StrView>,
     _notes: Vec<StrView>,
 }
@@ -94,6 +96,11 @@ fn description_view(
             role: StrView::new(&layer.role),
         })
         .collect();
+    let receptive_fields = description
+        .layers
+        .iter()
+        .map(|layer| receptive_field_view(&layer.name, layer.receptive_field.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
     let class_names: Vec<StrView> = description
         .class_names
         .iter()
@@ -111,6 +118,7 @@ fn description_view(
         num_classes: description.num_classes as u64,
         notes: notes.as_ptr(),
         n_notes: notes.len(),
+        receptive_fields: receptive_fields.as_ptr(),
     };
     // Moving the vectors into the keep struct moves no heap data: the view stays valid.
     Ok((
@@ -119,6 +127,7 @@ fn description_view(
             _shapes: shapes,
             _inputs: inputs,
             _layers: layers,
+            _receptive_fields: receptive_fields,
             _class_names: class_names,
             _notes: notes,
         },

@@ -5,13 +5,15 @@ use std::ffi::c_void;
 
 use shiftscope_abi::{
     ActivationSetView, CatalogView, DType, DecisionLayerView, LayerKind as AbiLayerKind,
-    ModelDescriptionView, PoolingView, SampleView, StrListView, StrView, TensorView,
+    ModelDescriptionView, PoolingView, ReceptiveFieldView, SampleView, StrListView, StrView,
+    TensorView,
 };
 
 use crate::tensor::element_count;
 use crate::{
     ActivationSet, ConvPooling, DatasetInfo, DecisionLayer, InputSpec, LayerInfo, LayerKind,
-    ModelDescription, NamedTensor, PluginError, Pooling, Sample, Tensor, TokenPooling,
+    ModelDescription, NamedTensor, PluginError, Pooling, ReceptiveField, Sample, Tensor,
+    TokenPooling,
 };
 
 /// Most dimensions a tensor may have.
@@ -178,6 +180,39 @@ fn check_size(size: usize, needed: usize, what: &str) -> Result<(), PluginError>
     Ok(())
 }
 
+/// The ABI form of a layer's receptive field (`known: 0` for `None`); errors when a number
+/// does not fit the view's 32-bit fields.
+pub(crate) fn receptive_field_view(
+    layer: &str,
+    field: Option<&ReceptiveField>,
+) -> Result<ReceptiveFieldView, PluginError> {
+    let Some(field) = field else {
+        return Ok(ReceptiveFieldView::default());
+    };
+    let too_large = || {
+        bad(format!(
+            "layer {layer}: receptive field {field:?} too large"
+        ))
+    };
+    let u = |v: usize| u32::try_from(v).map_err(|_| too_large());
+    let i = |v: i64| i32::try_from(v).map_err(|_| too_large());
+    Ok(ReceptiveFieldView {
+        known: 1,
+        size: [u(field.size[0])?, u(field.size[1])?],
+        jump: [u(field.jump[0])?, u(field.jump[1])?],
+        offset: [i(field.offset[0])?, i(field.offset[1])?],
+    })
+}
+
+/// Reads one element of [`ModelDescriptionView::receptive_fields`] back.
+pub(crate) fn receptive_field_from_view(view: &ReceptiveFieldView) -> Option<ReceptiveField> {
+    (view.known != 0).then(|| ReceptiveField {
+        size: view.size.map(|v| v as usize),
+        jump: view.jump.map(|v| v as usize),
+        offset: view.offset.map(i64::from),
+    })
+}
+
 /// Reads a list of strings.
 ///
 /// # Safety
@@ -199,11 +234,10 @@ pub unsafe fn read_str_list(view: &StrListView, what: &str) -> Result<Vec<String
 pub unsafe fn read_description(
     view: &ModelDescriptionView,
 ) -> Result<ModelDescription, PluginError> {
-    check_size(
-        view.size,
-        size_of::<ModelDescriptionView>(),
-        "model description",
-    )?;
+    // Fields appended after ABI 1.0 are read only when the plugin's view has them.
+    let base = std::mem::offset_of!(ModelDescriptionView, receptive_fields);
+    check_size(view.size, base, "model description")?;
+    let has_fields = view.size >= base + size_of::<*const ReceptiveFieldView>();
     // SAFETY: every pointer is forwarded from the caller with its stated size.
     unsafe {
         let inputs = read_slice(view.inputs, view.n_inputs, "inputs")?
@@ -223,9 +257,15 @@ pub unsafe fn read_description(
                 Ok(InputSpec { name, shape })
             })
             .collect::<Result<_, PluginError>>()?;
+        let fields = if has_fields && !view.receptive_fields.is_null() {
+            read_slice(view.receptive_fields, view.n_layers, "receptive fields")?
+        } else {
+            &[]
+        };
         let layers = read_slice(view.layers, view.n_layers, "layers")?
             .iter()
-            .map(|layer| {
+            .enumerate()
+            .map(|(i, layer)| {
                 let name = read_str(layer.name, "layer name")?.to_owned();
                 let dims = read_slice(layer.shape, layer.rank as usize, "layer shape")?;
                 Ok(LayerInfo {
@@ -236,6 +276,7 @@ pub unsafe fn read_description(
                         .map_err(|_| bad(format!("layer {name}: neuron count")))?,
                     default_selected: layer.default_selected != 0,
                     role: read_str(layer.role, "layer role")?.to_owned(),
+                    receptive_field: fields.get(i).and_then(receptive_field_from_view),
                     name,
                 })
             })
