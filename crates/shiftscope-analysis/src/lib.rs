@@ -11,13 +11,19 @@
 //! stale, and safe to delete. Per-image and per-class numbers are computed on demand from
 //! the memory-mapped store, reading only what the view needs.
 //!
-//! Not here (yet): colour selectivity, Neuron Features, neurons responsible for mistakes,
-//! repair and activation maximisation (they need model runs or gradients).
+//! [`mistakes`]: the neurons responsible for a class's mistakes (NeuroInspect's counterfactual
+//! search on the penultimate features and the decision layer), their importance, and the
+//! decision-layer repair (ratio-penalty training or zeroing outgoing weights); pure functions
+//! over matrices the caller reads from the store and the model adapter.
+//!
+//! Not here (yet): colour selectivity, Neuron Features and activation maximisation (they
+//! need model runs or gradients).
 
 mod cache;
 mod error;
 mod ids;
 mod layer;
+pub mod mistakes;
 mod pass;
 mod scores;
 mod shift;
