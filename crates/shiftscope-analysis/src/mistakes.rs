@@ -763,6 +763,107 @@ impl Analysis {
     }
 }
 
+/// One dataset's accuracy before and after a repair.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetComparison {
+    /// Dataset name.
+    pub name: String,
+    /// `id` or `ood`.
+    pub role: String,
+    /// Accuracy of the original model.
+    pub before: Option<f64>,
+    /// Accuracy of the repaired model.
+    pub after: Option<f64>,
+    /// Per class: (before, after).
+    pub per_class: Vec<(Option<f64>, Option<f64>)>,
+}
+
+/// What a repair did and its accuracies before and after, side by side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RepairReport {
+    /// `train` or `zero`.
+    pub method: RepairMethod,
+    /// The features layer.
+    pub layer: String,
+    /// The neurons repaired.
+    pub neurons: Vec<usize>,
+    /// The store before (as given).
+    pub store_before: String,
+    /// The store recorded with the repaired model.
+    pub store_after: String,
+    /// The repaired model file.
+    pub model_after: String,
+    /// How the training went (epochs, why it stopped).
+    pub note: String,
+    /// Class names.
+    pub classes: Vec<String>,
+    /// Per dataset, in the store's order.
+    pub datasets: Vec<DatasetComparison>,
+}
+
+impl RepairReport {
+    /// The report as pretty JSON (what `repair.json` holds).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Reads a `repair.json`.
+    pub fn from_json(text: &str) -> Result<RepairReport, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// Accuracy of every dataset (and class) of `before` next to the same-named dataset of
+/// `after`.
+pub fn compare_accuracy(
+    before: &Analysis,
+    after: &Analysis,
+) -> Result<Vec<DatasetComparison>, AnalysisError> {
+    let (acc_b, acc_a) = (before.accuracy()?, after.accuracy()?);
+    let (cls_b, cls_a) = (before.class_accuracy()?, after.class_accuracy()?);
+    let after_manifest = after.store().manifest();
+    Ok(before
+        .store()
+        .manifest()
+        .datasets
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let j = after_manifest
+                .datasets
+                .iter()
+                .position(|x| x.name == d.name);
+            let per_class = cls_b
+                .get(i)
+                .map(|classes| {
+                    classes
+                        .iter()
+                        .enumerate()
+                        .map(|(c, a)| {
+                            let after = j
+                                .and_then(|j| cls_a.get(j))
+                                .and_then(|x| x.get(c))
+                                .and_then(|x| x.accuracy);
+                            (a.accuracy, after)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            DatasetComparison {
+                name: d.name.clone(),
+                role: match d.role {
+                    shiftscope_store::Role::Id => "id",
+                    shiftscope_store::Role::Ood => "ood",
+                }
+                .to_owned(),
+                before: acc_b.get(i).and_then(|a| a.accuracy),
+                after: j.and_then(|j| acc_a.get(j)).and_then(|a| a.accuracy),
+                per_class,
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

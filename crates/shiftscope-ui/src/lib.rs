@@ -3,7 +3,8 @@
 //! an `Analysis` on a worker: [`ViewModel::load`], then on-demand [`Fill`]s for the selected
 //! neuron, image and class), the state with its history ([`UiState::apply`]), the search
 //! language ([`search`]), the neuron table's filter, order and CSV export ([`table`]), and
-//! the five panels (Study, Neuron, Image, Category, Overview) plus a navigation bar.
+//! the five panels (Study, Neuron, Image, Category, Overview) and the Mistakes panel
+//! ([`mistakes_panel`] over a [`MistakesView`]) plus a navigation bar.
 //!
 //! Panels never call each other and never mutate anything: the host applies their intents
 //! and fulfils the side effects (loading details, the PNG screenshot, writing the CSV,
@@ -23,6 +24,7 @@ pub use model::{
     NeuronColumn, NeuronDetail, NeuronRow, Thumb, Thumbs, TopNeuron, UiError, ViewModel,
 };
 pub use panels::{
-    category_panel, image_panel, nav_bar, neuron_panel, overview_panel, show_panel, study_panel,
+    MistakesView, category_panel, image_panel, mistakes_panel, nav_bar, neuron_panel,
+    overview_panel, show_panel, study_panel,
 };
 pub use state::{Column, HISTORY, Intent, Measure, Panel, Score, Sort, UiState, View};

@@ -3,12 +3,14 @@
 
 mod category;
 mod image;
+mod mistakes;
 mod neuron;
 mod overview;
 mod study;
 
 pub use category::category_panel;
 pub use image::image_panel;
+pub use mistakes::{MistakesView, mistakes_panel};
 pub use neuron::neuron_panel;
 pub use overview::overview_panel;
 pub use study::study_panel;
