@@ -101,12 +101,13 @@ pub(crate) struct ViewArgs {
     #[arg(long, value_name = "LAYER:INDEX")]
     pub(crate) select: Option<String>,
 
-    /// The panel to show: study, neuron, image, category or overview.
+    /// The panel to show: study, neuron, image, category, overview, live (and any panel added
+    /// since: the error lists them).
     #[arg(long)]
     pub(crate) panel: Option<String>,
 
     /// What the map colours by: activation, class-mean, difference, spurious, novelty, shift,
-    /// rafegas or morcos.
+    /// rafegas, morcos, live (the error lists them all).
     #[arg(long, value_name = "MEASURE")]
     pub(crate) colour_by: Option<String>,
 
@@ -116,9 +117,16 @@ pub(crate) struct ViewArgs {
 
     /// Run a RON list of actions: Select("fc1", 3), SelectImage("mnist", 0), SelectClass(2),
     /// Panel("neuron"), ColourBy("spurious"), Extrude(Some("shift")), Key("u"), Wait(10),
-    /// Screenshot("out.png"). With any screenshot in it, the viewer exits at its end.
+    /// Screenshot("out.png"), Live("image.png"). With any screenshot in it, the viewer exits
+    /// at its end.
     #[arg(long, value_name = "RON")]
     pub(crate) script: Option<PathBuf>,
+
+    /// Live mode: run the store's model on this PNG or JPEG once loaded (or drop image files
+    /// on the window): the map colours by its activations, the Live panel shows its
+    /// predictions, top neurons and the selected layer's channel maps.
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) live: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         Command::ImportDeephys(args) => commands::convert::import_deephys(args),
         Command::Report(args) => commands::report::run(&cli, args),
         Command::Demo(args) => commands::demo::run(&cli, args),
-        Command::View(args) => commands::view::run(args),
+        Command::View(args) => commands::view::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -291,7 +291,30 @@ impl StudyConfig {
 
     /// The adapter's config text.
     pub fn adapter_config(&self) -> Result<String, String> {
-        if let Some(options) = &self.model.options {
+        self.model.adapter_config()
+    }
+}
+
+impl ModelConfig {
+    /// The `onnx` adapter's config for the model file at `path`, on the CPU with every
+    /// core, with the given preprocessing (what a store's manifest records).
+    pub fn for_file(adapter: &str, path: &Path, preprocessing: Preprocessing) -> ModelConfig {
+        ModelConfig {
+            adapter: adapter.to_owned(),
+            path: Some(path.to_path_buf()),
+            device: Device::default(),
+            threads: None,
+            ort_lib: None,
+            options: None,
+            preprocessing,
+            layers: Vec::new(),
+            pooling: PoolingConfig::default(),
+        }
+    }
+
+    /// The adapter's config text.
+    pub fn adapter_config(&self) -> Result<String, String> {
+        if let Some(options) = &self.options {
             return Ok(options.clone());
         }
         #[derive(Serialize)]
@@ -301,12 +324,12 @@ impl StudyConfig {
             threads: Option<usize>,
             ort_lib: Option<&'a Path>,
         }
-        let model = self.model.path.as_deref().unwrap_or(Path::new(""));
+        let model = self.path.as_deref().unwrap_or(Path::new(""));
         ron::to_string(&OnnxConfig {
             model,
-            device: self.model.device,
-            threads: self.model.threads,
-            ort_lib: self.model.ort_lib.as_deref(),
+            device: self.device,
+            threads: self.threads,
+            ort_lib: self.ort_lib.as_deref(),
         })
         .map_err(|e| format!("writing the adapter config: {e}"))
     }

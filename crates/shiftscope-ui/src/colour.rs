@@ -1,6 +1,6 @@
 //! Value → colour: viridis for sequential measures, a blue–white–red map for signed ones. The
-//! same polynomials run in the slab shader (`slab.wgsl`); these copies draw the legend and are
-//! what the tests check. Colours are sRGB in [0, 1].
+//! same polynomials run in the viewer's slab shader (`slab.wgsl`); these copies draw the
+//! legend and the live channel maps, and are what the tests check. Colours are sRGB in [0, 1].
 
 /// Which map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

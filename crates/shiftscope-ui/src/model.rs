@@ -160,6 +160,92 @@ impl Fields for RowFields<'_> {
     }
 }
 
+/// One layer's channel maps for the live image, channel-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelMaps {
+    /// The layer.
+    pub layer: usize,
+    /// Channels (one map each).
+    pub channels: usize,
+    /// Map height.
+    pub height: usize,
+    /// Map width.
+    pub width: usize,
+    /// `channels × height × width` values.
+    pub values: Vec<f32>,
+}
+
+impl ChannelMaps {
+    /// Channel `c`'s map.
+    pub fn map(&self, c: usize) -> &[f32] {
+        let area = self.height * self.width;
+        self.values.get(c * area..(c + 1) * area).unwrap_or(&[])
+    }
+}
+
+/// What the model made of an image from outside the store (live mode).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveView {
+    /// Distinguishes live results (texture caches key on it).
+    pub generation: u64,
+    /// The image file's name.
+    pub name: String,
+    /// What the model saw, RGB, `width × height`.
+    pub rgb: Vec<u8>,
+    /// Its width.
+    pub width: usize,
+    /// Its height.
+    pub height: usize,
+    /// Top-5 predictions: class and softmax probability.
+    pub predictions: Vec<(ClassId, f32)>,
+    /// Per recorded layer, one value per neuron (pooled as the store's).
+    pub layers: Vec<Vec<f32>>,
+    /// The selected layer's channel maps, when asked for.
+    pub maps: Option<ChannelMaps>,
+}
+
+impl LiveView {
+    /// Top-5 of `logits` by softmax probability.
+    pub fn top5(logits: &[f32]) -> Vec<(ClassId, f32)> {
+        let max = logits
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f32> = logits.iter().map(|&v| (v - max).exp()).collect();
+        let total: f32 = exp.iter().filter(|v| v.is_finite()).sum();
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]).then(a.cmp(&b)));
+        order
+            .into_iter()
+            .take(5)
+            .map(|k| (ClassId(k), exp[k] / total))
+            .collect()
+    }
+
+    /// The `n` most active neurons of `layer`, normalised by each neuron's normaliser
+    /// maximum where it is positive (raw otherwise), with that value.
+    pub fn top_neurons(&self, vm: &ViewModel, layer: usize, n: usize) -> Vec<(NeuronId, f32)> {
+        let Some(values) = self.layers.get(layer) else {
+            return Vec::new();
+        };
+        let start = vm.layer_start.get(layer).copied().unwrap_or(0);
+        let mut out: Vec<(NeuronId, f32)> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, &v)| {
+                let max = vm.neurons.get(start + i).map_or(f32::NAN, |r| r.max);
+                let value = if max > 0.0 { v / max } else { v };
+                (NeuronId { layer, neuron: i }, value)
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.neuron.cmp(&b.0.neuron)));
+        out.truncate(n);
+        out
+    }
+}
+
 /// A thumbnail: RGB, `side × side`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Thumb {
@@ -299,6 +385,8 @@ pub struct ViewModel {
     pub class: Loadable<ClassDetail>,
     /// Thumbnails gathered so far.
     pub thumbs: Thumbs,
+    /// The live image's results (live mode).
+    pub live: Loadable<LiveView>,
 }
 
 /// A detail to fetch, for a worker.
@@ -508,6 +596,7 @@ impl ViewModel {
             image: Loadable::Empty,
             class: Loadable::Empty,
             thumbs: Thumbs::new(),
+            live: Loadable::Empty,
         })
     }
 

@@ -18,16 +18,20 @@ pub enum Panel {
     Category,
     /// Accuracy per dataset, layer shift profile, score histograms.
     Overview,
+    /// An image from outside the store run through the model: predictions, top neurons, the
+    /// selected layer's channel maps.
+    Live,
 }
 
 impl Panel {
     /// Every panel, in tab order.
-    pub const ALL: [Panel; 5] = [
+    pub const ALL: [Panel; 6] = [
         Panel::Study,
         Panel::Neuron,
         Panel::Image,
         Panel::Category,
         Panel::Overview,
+        Panel::Live,
     ];
 
     /// Its tab label.
@@ -38,6 +42,7 @@ impl Panel {
             Panel::Image => "Image",
             Panel::Category => "Category",
             Panel::Overview => "Overview",
+            Panel::Live => "Live",
         }
     }
 }
@@ -61,11 +66,13 @@ pub enum Measure {
     Rafegas,
     /// Morcos class selectivity.
     Morcos,
+    /// Activation for the live image (normalised by the normaliser's maximum).
+    Live,
 }
 
 impl Measure {
     /// Every measure, in menu order.
-    pub const ALL: [Measure; 8] = [
+    pub const ALL: [Measure; 9] = [
         Measure::Activation,
         Measure::ClassMean,
         Measure::Difference,
@@ -74,6 +81,7 @@ impl Measure {
         Measure::Shift,
         Measure::Rafegas,
         Measure::Morcos,
+        Measure::Live,
     ];
 
     /// Its menu label.
@@ -87,6 +95,7 @@ impl Measure {
             Measure::Shift => "activation shift",
             Measure::Rafegas => "Rafegas selectivity",
             Measure::Morcos => "Morcos selectivity",
+            Measure::Live => "activation (live image)",
         }
     }
 
@@ -205,6 +214,8 @@ pub enum Intent {
     ExportPng,
     /// Export the neuron table as filtered and sorted now (`None`: the host's default path).
     ExportNeuronCsv(Option<PathBuf>),
+    /// Run the model on this image file (live mode).
+    RunLive(PathBuf),
 }
 
 /// A place in history: the panel shown and what was selected.
@@ -361,7 +372,7 @@ impl UiState {
                 }
             }
             Intent::ShowPanel(panel) => self.view.panel = Some(*panel),
-            Intent::ExportPng | Intent::ExportNeuronCsv(_) => {}
+            Intent::ExportPng | Intent::ExportNeuronCsv(_) | Intent::RunLive(_) => {}
         }
         *self != before
     }

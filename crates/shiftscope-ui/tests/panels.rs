@@ -501,3 +501,85 @@ fn study_table_is_virtualised_for_a_hundred_thousand_neurons() {
         start.elapsed()
     );
 }
+
+#[test]
+fn live_panel_runs_a_file_and_links_neurons_and_channel_maps() {
+    use shiftscope_ui::{ChannelMaps, LiveView, live_panel};
+    let mut f = fixture();
+    let mut state = fresh(&f.vm);
+    state.apply(&Intent::SetLayer(1));
+    // Nothing run yet: a path typed and Run asks for it.
+    {
+        let mut h = harness(&f.vm, state.clone(), live_panel);
+        h.run();
+        h.get_by_label("Run").click();
+        h.run();
+        assert!(h.state().intents.is_empty(), "no path, nothing to run");
+        h.get_by_role(egui::accesskit::Role::TextInput).focus();
+        h.run();
+        h.get_by_role(egui::accesskit::Role::TextInput)
+            .type_text("digits/seven.png");
+        h.run();
+        h.get_by_label("Run").click();
+        h.run();
+        assert_eq!(
+            h.state().intents,
+            vec![Intent::RunLive("digits/seven.png".into())]
+        );
+    }
+    // A result: fc1's neuron 4 fires most (relative to its ID maximum).
+    let maxima: Vec<f32> = (0..6).map(|i| f.vm.neurons[4 + i].max).collect();
+    let fc1_values: Vec<f32> = (0..6)
+        .map(|i| {
+            if i == 4 {
+                maxima[i] * 0.9
+            } else {
+                maxima[i] * 0.1
+            }
+        })
+        .collect();
+    let live = LiveView {
+        generation: 1,
+        name: "seven.png".into(),
+        rgb: vec![128; 8 * 8 * 3],
+        width: 8,
+        height: 8,
+        predictions: LiveView::top5(&[0.1, 3.0, 0.2, 1.0]),
+        layers: vec![vec![1.0; 4], fc1_values],
+        maps: Some(ChannelMaps {
+            layer: 1,
+            channels: 6,
+            height: 2,
+            width: 2,
+            values: (0..24).map(|v| v as f32).collect(),
+        }),
+    };
+    // Softmax by hand: dog first.
+    let e: Vec<f32> = [0.1f32, 3.0, 0.2, 1.0].iter().map(|v| v.exp()).collect();
+    let p_dog = e[1] / e.iter().sum::<f32>();
+    assert_eq!(live.predictions[0].0, ClassId(1));
+    assert!((live.predictions[0].1 - p_dog).abs() < 1e-6);
+    assert_eq!(live.top_neurons(&f.vm, 1, 3)[0].0, fc1(4));
+    assert!((live.top_neurons(&f.vm, 1, 3)[0].1 - 0.9).abs() < 1e-5);
+    f.vm.live = Loadable::Ready(live);
+    let mut h = harness(&f.vm, state, live_panel);
+    h.run();
+    // The image (its alt text) and its name.
+    assert_eq!(h.get_all_by_label("seven.png").count(), 2);
+    h.get_by_label(&format!("dog {:.1}%", p_dog * 100.0));
+    h.get_by_label_contains("6 channel maps of fc1 (2×2)");
+    // The top neuron is a link.
+    h.get_by_label_contains(&format!("{} ", f.vm.neuron_name(fc1(4))))
+        .click();
+    h.run();
+    assert_eq!(h.state().intents, vec![Intent::SelectNeuron(fc1(4))]);
+    // So is every channel map.
+    h.get_by_label(&format!("map {}", f.vm.neuron_name(fc1(2))))
+        .click();
+    h.run();
+    assert_eq!(h.state().state.neuron(), Some(fc1(2)));
+    // Another layer's maps are not here yet: the panel says it is computing them.
+    h.state_mut().state.apply(&Intent::SetLayer(0));
+    h.run_steps(2);
+    h.get_by_label("computing this layer's channel maps…");
+}

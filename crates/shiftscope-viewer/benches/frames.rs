@@ -45,7 +45,7 @@ fn child(store: PathBuf) {
         Action::Wait(30),
         Action::Frames(frames, "empty".into()),
     ];
-    if let Err(e) = run_viewer(&options) {
+    if let Err(e) = run_viewer(&options, None) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

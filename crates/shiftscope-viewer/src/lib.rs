@@ -15,9 +15,10 @@
 #![allow(clippy::needless_pass_by_value)]
 
 pub mod camera;
-pub mod colour;
+pub use shiftscope_ui::colour;
 pub mod headless;
 pub mod layout;
+pub mod live;
 pub mod loader;
 pub mod map;
 pub mod script;
@@ -72,6 +73,8 @@ pub struct ViewerOptions {
     pub screenshot: Option<PathBuf>,
     /// Run these actions (screenshots included), then exit.
     pub script: Vec<Action>,
+    /// Run the model on this image file once loaded (live mode).
+    pub live: Option<PathBuf>,
 }
 
 impl ViewerOptions {
@@ -85,6 +88,7 @@ impl ViewerOptions {
             colour_by: None,
             screenshot: None,
             script: Vec::new(),
+            live: None,
         }
     }
 
@@ -104,6 +108,9 @@ impl ViewerOptions {
         if let Some(panel) = self.panel {
             out.push(Action::Panel(panel.label().to_lowercase()));
         }
+        if let Some(path) = &self.live {
+            out.push(Action::Live(path.clone()));
+        }
         if let Some(m) = self.colour_by {
             out.push(Action::ColourBy(script::measure_name(m).to_string()));
         }
@@ -116,8 +123,12 @@ impl ViewerOptions {
 }
 
 /// Opens the viewer and blocks until its window closes (or, with a screenshot or a script,
-/// until they are done).
-pub fn run_viewer(options: &ViewerOptions) -> Result<(), ViewerError> {
+/// until they are done). With `live`, images dropped on the window (or `--live`) run through
+/// the store's model, which `live` opens on the live worker thread.
+pub fn run_viewer(
+    options: &ViewerOptions,
+    live: Option<live::LiveOpener>,
+) -> Result<(), ViewerError> {
     if !options.store.is_dir() {
         return Err(ViewerError::NoStore(options.store.clone()));
     }
@@ -126,6 +137,7 @@ pub fn run_viewer(options: &ViewerOptions) -> Result<(), ViewerError> {
     // Timing frames means drawing flat out, not at the display's refresh rate.
     let timing = actions.iter().any(|a| matches!(a, Action::Frames(..)));
     let loader = loader::Loader::spawn(options.store.clone(), LoadOptions::default())?;
+    let live_worker = live.map(live::LiveWorker::spawn).transpose()?;
     let (w, h) = options.size;
     let mut app = App::new();
     app.add_plugins(
@@ -152,6 +164,7 @@ pub fn run_viewer(options: &ViewerOptions) -> Result<(), ViewerError> {
     .insert_resource(WinitSettings::continuous())
     .insert_resource(loader)
     .add_plugins((
+        live::LivePlugin,
         bevy_egui::EguiPlugin::default(),
         session::SessionPlugin,
         camera::CameraPlugin,
@@ -162,6 +175,9 @@ pub fn run_viewer(options: &ViewerOptions) -> Result<(), ViewerError> {
             exit_when_done: scripted,
         },
     ));
+    if let Some(worker) = live_worker {
+        app.insert_resource(worker);
+    }
     match app.run() {
         AppExit::Success => Ok(()),
         AppExit::Error(code) => Err(ViewerError::Failed(format!("exit code {code}"))),

@@ -228,6 +228,8 @@ pub fn measure_values(analysis: &Analysis, key: ValuesKey) -> Result<LayerValues
             Measure::Shift => shift(|s| &s.shift),
             Measure::Rafegas => reference.rafegas.clone(),
             Measure::Morcos => reference.morcos.clone(),
+            // Live values come from the live worker, never from the store.
+            Measure::Live => vec![f32::NAN; n],
         };
         out.push(values);
     }

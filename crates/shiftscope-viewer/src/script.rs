@@ -46,6 +46,8 @@ pub enum Action {
     Frames(u32, String),
     /// Show or hide the map's slabs (hidden: the benchmark's empty scene).
     ShowMap(bool),
+    /// Run the model on an image file (live mode).
+    Live(PathBuf),
 }
 
 impl Action {
@@ -95,6 +97,7 @@ pub fn measure_name(m: Measure) -> &'static str {
         Measure::Shift => "shift",
         Measure::Rafegas => "rafegas",
         Measure::Morcos => "morcos",
+        Measure::Live => "live",
     }
 }
 
@@ -103,6 +106,16 @@ pub fn measure_named(name: &str) -> Option<Measure> {
     Measure::ALL
         .into_iter()
         .find(|&m| measure_name(m).eq_ignore_ascii_case(name))
+}
+
+/// Every panel's script name, comma-separated (for messages).
+pub fn panel_list() -> String {
+    Panel::ALL.map(|p| p.label().to_lowercase()).join(", ")
+}
+
+/// Every measure's script name, comma-separated (for messages).
+pub fn measure_list() -> String {
+    Measure::ALL.map(measure_name).join(", ")
 }
 
 /// The panel called `name`.
@@ -242,6 +255,7 @@ fn run_script(
             });
             return; // popped when the frames are timed
         }
+        Action::Live(path) => session.intents.push(Intent::RunLive(path)),
         Action::ShowMap(show) => {
             for mut visibility in &mut slabs {
                 *visibility = if show {
@@ -337,7 +351,7 @@ fn run_script(
         Action::Panel(name) => {
             let Some(p) = panel_named(&name) else {
                 return fail(
-                    format!("panel {name}: expected study, neuron, image, category or overview"),
+                    format!("panel {name}: expected one of {}", panel_list()),
                     &mut exit,
                 );
             };
@@ -345,7 +359,10 @@ fn run_script(
         }
         Action::ColourBy(name) => {
             let Some(m) = measure_named(&name) else {
-                return fail(format!("colour by {name}: unknown measure"), &mut exit);
+                return fail(
+                    format!("colour by {name}: expected one of {}", measure_list()),
+                    &mut exit,
+                );
             };
             session.intents.push(Intent::SetColourBy(m));
         }

@@ -18,6 +18,9 @@ pub const NO_IMAGE: ImageId = ImageId {
     index: 0,
 };
 
+/// The dataset number live values are keyed under (no store dataset has it).
+pub const LIVE_DATASET: usize = usize::MAX;
+
 /// A measure's values as the map shows them, with the range they were scaled to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shown {
@@ -90,6 +93,12 @@ pub struct Session {
     pub revision: u64,
     /// Screenshots asked for by the panels' export button.
     pub exports: Vec<PathBuf>,
+    /// Image files to run live (from intents), for the live worker.
+    pub live_requests: Vec<PathBuf>,
+    /// Whether the live worker is running one.
+    pub live_busy: bool,
+    /// The live result shown (keys the map's live values).
+    pub live_generation: u64,
 }
 
 impl Session {
@@ -104,6 +113,9 @@ impl Session {
         };
         self.waiting.is_empty()
             && self.intents.is_empty()
+            && self.live_requests.is_empty()
+            && !self.live_busy
+            && !matches!(vm.live, Loadable::Loading(_))
             && inputs_here
             && !matches!(vm.neuron, Loadable::Loading(_))
             && !matches!(vm.image, Loadable::Loading(_))
@@ -150,6 +162,16 @@ impl Session {
             },
             Measure::Rafegas | Measure::Morcos => ValuesKey {
                 image: NO_IMAGE,
+                class: ClassId(0),
+                lead: 0,
+                ood: None,
+                ..key
+            },
+            Measure::Live => ValuesKey {
+                image: ImageId {
+                    dataset: LIVE_DATASET,
+                    index: self.live_generation as usize,
+                },
                 class: ClassId(0),
                 lead: 0,
                 ood: None,
@@ -278,12 +300,33 @@ fn apply_intents(mut session: ResMut<Session>, loader: Option<Res<Loader>>) {
                 session_exports(&mut session.exports, secs);
             }
             Intent::ExportNeuronCsv(path) => export_csv(&session, path.clone()),
+            Intent::RunLive(path) => session.live_requests.push(path.clone()),
             _ => {}
         }
     }
     if session.ui.as_ref().map(UiState::neuron) != Some(before) {
         session.revision += 1;
     }
+}
+
+/// The live image's activations, each divided by the neuron's normaliser maximum (NaN for
+/// silent neurons and before any live image).
+pub fn live_values(vm: &ViewModel) -> Vec<Vec<f32>> {
+    vm.layers
+        .iter()
+        .enumerate()
+        .map(|(l, info)| {
+            let start = vm.layer_start.get(l).copied().unwrap_or(0);
+            let live = vm.live.ready().and_then(|v| v.layers.get(l));
+            (0..info.neurons)
+                .map(|i| {
+                    let value = live.and_then(|v| v.get(i)).copied().unwrap_or(f32::NAN);
+                    let max = vm.neurons.get(start + i).map_or(f32::NAN, |r| r.max);
+                    if max > 0.0 { value / max } else { f32::NAN }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn session_exports(exports: &mut Vec<PathBuf>, secs: u64) {
@@ -326,6 +369,21 @@ pub fn request(mut session: ResMut<Session>, loader: Option<Res<Loader>>) {
         let have = [&session.colour, &session.height]
             .iter()
             .any(|s| s.as_ref().is_some_and(|s| s.values.key == key));
+        if !have && measure == Measure::Live {
+            // The live values are here already: no loader round trip.
+            let shown = Shown::new(LayerValues {
+                key,
+                layers: session.vm.as_ref().map(live_values).unwrap_or_default(),
+            });
+            if colour_by == Measure::Live {
+                session.colour = Some(shown.clone());
+            }
+            if session.extrude == Some(Measure::Live) {
+                session.height = Some(shown);
+            }
+            session.revision += 1;
+            continue;
+        }
         if !have && !session.waiting.contains(&key) {
             session.waiting.push(key);
             loader.send(Request::Values(key));

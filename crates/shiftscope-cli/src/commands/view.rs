@@ -1,11 +1,15 @@
 //! `shiftscope view <store>`: the viewer, or its screenshots and scripts.
 
 use anyhow::{Context, bail};
+use shiftscope_host::SearchPath;
+use shiftscope_runtime::LiveModel;
+use shiftscope_viewer::live::LiveOpener;
 use shiftscope_viewer::{ViewerOptions, run_viewer, script};
 
-use crate::cli::ViewArgs;
+use crate::builtins::registry;
+use crate::cli::{Cli, ViewArgs};
 
-pub(crate) fn run(args: &ViewArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, args: &ViewArgs) -> anyhow::Result<()> {
     let (w, h) = args
         .size
         .split_once(['x', 'X'])
@@ -16,7 +20,7 @@ pub(crate) fn run(args: &ViewArgs) -> anyhow::Result<()> {
         None => None,
         Some(name) => match script::panel_named(name) {
             Some(p) => Some(p),
-            None => bail!("--panel {name}: expected study, neuron, image, category or overview"),
+            None => bail!("--panel {name}: expected one of {}", script::panel_list()),
         },
     };
     let colour_by = match &args.colour_by {
@@ -24,8 +28,8 @@ pub(crate) fn run(args: &ViewArgs) -> anyhow::Result<()> {
         Some(name) => match script::measure_named(name) {
             Some(m) => Some(m),
             None => bail!(
-                "--colour-by {name}: expected activation, class-mean, difference, spurious, \
-                 novelty, shift, rafegas or morcos"
+                "--colour-by {name}: expected one of {}",
+                script::measure_list()
             ),
         },
     };
@@ -40,8 +44,21 @@ pub(crate) fn run(args: &ViewArgs) -> anyhow::Result<()> {
         colour_by,
         screenshot: args.screenshot.clone(),
         script,
+        live: args.live.clone(),
         ..ViewerOptions::new(args.store.clone())
     };
-    run_viewer(&options)?;
+    if let Some(image) = &args.live
+        && !image.is_file()
+    {
+        bail!("--live {}: no such image file", image.display());
+    }
+    // Live mode opens the store's model on the viewer's live worker, on first use.
+    let store = args.store.clone();
+    let search = SearchPath::standard(&cli.plugin_paths);
+    let opener: LiveOpener = Box::new(move || {
+        let registry = registry(&search).map_err(|e| format!("{e:#}"))?;
+        LiveModel::open(&store, &registry, None).map_err(|e| e.to_string())
+    });
+    run_viewer(&options, Some(opener))?;
     Ok(())
 }

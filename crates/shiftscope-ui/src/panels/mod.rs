@@ -3,6 +3,7 @@
 
 mod category;
 mod image;
+mod live;
 mod mistakes;
 mod neuron;
 mod overview;
@@ -10,6 +11,7 @@ mod study;
 
 pub use category::category_panel;
 pub use image::image_panel;
+pub use live::live_panel;
 pub use mistakes::{MistakesView, mistakes_panel};
 pub use neuron::neuron_panel;
 pub use overview::overview_panel;
@@ -62,5 +64,6 @@ pub fn show_panel(ui: &mut Ui, vm: &ViewModel, state: &UiState, panel: Panel) ->
         Panel::Image => image_panel(ui, vm, state),
         Panel::Category => category_panel(ui, vm, state),
         Panel::Overview => overview_panel(ui, vm, state),
+        Panel::Live => live_panel(ui, vm, state),
     }
 }

@@ -1,0 +1,118 @@
+//! Live inference (`shiftscope_runtime::LiveModel`, the viewer's live mode) against the store:
+//! a colored-MNIST store recorded with the real binary on the demo CNN, then the store's first
+//! image written as a PNG file and run live through the store's model. The live activations
+//! of every recorded layer and the logits must equal the recorded row, and the full maps of a
+//! conv layer must pool to its recorded values.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use shiftscope_host::{Plugin, Registry};
+use shiftscope_runtime::LiveModel;
+use shiftscope_sdk::{DatasetSource, DatasetSourcePlugin};
+use shiftscope_store::Store;
+
+fn store(dir: &Path) -> PathBuf {
+    let text = format!(
+        r#"(
+    store: "store",
+    model: (
+        path: {model:?},
+        threads: 1,
+        preprocessing: (resize: None, crop: None, mean: (0.0, 0.0, 0.0), std: (1.0, 1.0, 1.0)),
+        layers: ["default"],
+        pooling: (conv: Mean),
+    ),
+    datasets: [(name: "colored-mnist/id", role: Id, limit: 8)],
+    plugins: {{"colored-mnist": "(procedural: true)"}},
+    recording: (batch_size: 8, thumb: 28, commit_seconds: 0),
+)"#,
+        model = common::workspace_file("assets/models/demo-cnn.onnx")
+    );
+    let config = dir.join("study.ron");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(common::binary())
+        .args(["extract", config.to_str().unwrap()])
+        .env_remove("SHIFTSCOPE_DATA")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "extract: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("store")
+}
+
+fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .unwrap()
+        .write_image_data(rgb)
+        .unwrap();
+}
+
+#[test]
+fn live_activations_equal_the_recorded_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = store(dir.path());
+    // The store's first image, as the plugin made it, written as a PNG file.
+    let source = colored_mnist::ColoredMnist::create("(procedural: true)").unwrap();
+    let sample = source.open("colored-mnist/id").unwrap().get(0).unwrap();
+    let png_path = dir.path().join("digit.png");
+    write_png(&png_path, sample.width, sample.height, &sample.pixels);
+
+    let mut registry = Registry::new();
+    registry
+        .add(Plugin::builtin_model::<shiftscope_onnx::OnnxModel>())
+        .unwrap();
+    let mut live = LiveModel::open(&store_path, &registry, None).unwrap();
+    let store = Store::open(&store_path).unwrap();
+    let layers = &store.manifest().layers;
+    let conv = layers.iter().position(|l| l.kind == "conv").unwrap();
+    let out = live.run_file(&png_path, Some(conv)).unwrap();
+
+    assert_eq!((out.width, out.height), (28, 28));
+    assert_eq!(out.pixels, sample.pixels);
+    assert_eq!(out.layers.len(), layers.len());
+    for (l, values) in out.layers.iter().enumerate() {
+        let recorded = store.layer(0, l).unwrap();
+        assert_eq!(values.len(), layers[l].neurons);
+        for (n, &v) in values.iter().enumerate() {
+            let r = recorded.get(0, n);
+            assert!(
+                (v - r).abs() <= 1e-5 * r.abs().max(1.0),
+                "{} {n}: live {v} recorded {r}",
+                layers[l].name
+            );
+        }
+    }
+    let logits = store.logits(0).unwrap();
+    for (k, &v) in out.logits.iter().enumerate() {
+        assert!((v - logits.get(0, k)).abs() <= 1e-4, "logit {k}");
+    }
+    // The conv layer's full maps pool (spatial mean) to its recorded values.
+    let maps = out.maps.unwrap();
+    assert_eq!(maps.layer, conv);
+    assert_eq!(maps.channels, layers[conv].neurons);
+    let area = maps.height * maps.width;
+    assert!(area > 1, "a conv layer has spatial maps");
+    for c in 0..maps.channels {
+        let mean: f32 = maps.values[c * area..(c + 1) * area].iter().sum::<f32>() / area as f32;
+        assert!((mean - out.layers[conv][c]).abs() <= 1e-5, "channel {c}");
+    }
+
+    // A file that is not an image is named in the error; nothing panics.
+    let text = dir.path().join("notes.jpg");
+    std::fs::write(&text, "not a picture").unwrap();
+    let e = live.run_file(&text, None).unwrap_err().to_string();
+    assert!(e.contains("notes.jpg"), "{e}");
+}
