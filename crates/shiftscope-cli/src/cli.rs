@@ -86,6 +86,18 @@ pub(crate) enum Command {
     /// panels. With --screenshot (or a --script with screenshots) it renders, writes the
     /// PNGs and exits (headless under Xvfb with Mesa's lavapipe Vulkan).
     View(ViewArgs),
+
+    /// The neurons responsible for a class's mistakes (NeuroInspect): for every misclassified
+    /// image of the class, the smallest change of the decision layer's input that fixes it;
+    /// the neurons that change most often, per dataset, with their importance for the class
+    /// and their top images. Needs the model file and the decision layer's input in the store.
+    Explain(ExplainArgs),
+
+    /// Repair the decision layer against chosen neurons (trained with NeuroInspect's ratio
+    /// penalty, or their outgoing weights zeroed), write the repaired copy of the model (the
+    /// original is never modified), re-record it on every dataset of the store into a new
+    /// store, and print ID, OOD and per-class accuracy before and after.
+    Repair(RepairArgs),
 }
 
 #[derive(Debug, Args)]
@@ -314,4 +326,79 @@ pub(crate) struct PluginsArgs {
     /// Show each plugin's build information (compiler, profile).
     #[arg(long)]
     pub(crate) build_info: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExplainArgs {
+    /// The store folder.
+    pub(crate) store: PathBuf,
+
+    /// The class: its index or its name.
+    #[arg(long)]
+    pub(crate) class: String,
+
+    /// Only this dataset (default: every dataset of the store).
+    #[arg(long)]
+    pub(crate) dataset: Option<String>,
+
+    /// The store layer holding the decision layer's input (default: the layer the model
+    /// names).
+    #[arg(long)]
+    pub(crate) layer: Option<String>,
+
+    /// The model file (default: the one the store was recorded from).
+    #[arg(long)]
+    pub(crate) model: Option<PathBuf>,
+
+    /// Top images listed per neuron.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) top_images: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RepairArgs {
+    /// The store folder.
+    pub(crate) store: PathBuf,
+
+    /// The neurons to repair, e.g. `fc1:3,fc1:17` (neurons of the decision layer's input).
+    #[arg(long, conflicts_with = "top_spurious")]
+    pub(crate) neurons: Option<String>,
+
+    /// Repair the N most spurious neurons of the decision layer's input.
+    #[arg(long, value_name = "N")]
+    pub(crate) top_spurious: Option<usize>,
+
+    /// The OOD dataset --top-spurious ranks against (default: the first OOD dataset).
+    #[arg(long)]
+    pub(crate) against: Option<String>,
+
+    /// `train` (the decision layer trained with the ratio penalty) or `zero` (the neurons'
+    /// outgoing weights set to 0).
+    #[arg(long, default_value = "train")]
+    pub(crate) method: String,
+
+    /// The new store (default: `<store>-repaired`); the repaired model goes next to it as
+    /// `<out>.onnx`.
+    #[arg(long, short)]
+    pub(crate) out: Option<PathBuf>,
+
+    /// Replace an existing output store and model.
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// The model file (default: the one the store was recorded from).
+    #[arg(long)]
+    pub(crate) model: Option<PathBuf>,
+
+    /// Weight λ of the ratio penalty.
+    #[arg(long, default_value_t = 0.01)]
+    pub(crate) lambda: f64,
+
+    /// Target γ of the ratio.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) gamma: f64,
+
+    /// Most training epochs.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) epochs: usize,
 }

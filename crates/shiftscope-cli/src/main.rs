@@ -40,6 +40,8 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::run(&cli, args),
         Command::Demo(args) => commands::demo::run(&cli, args),
         Command::View(args) => commands::view::run(&cli, args),
+        Command::Explain(args) => commands::explain::explain(&cli, args),
+        Command::Repair(args) => commands::explain::repair(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

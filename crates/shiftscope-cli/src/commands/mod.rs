@@ -3,6 +3,7 @@
 pub(crate) mod convert;
 pub(crate) mod datasets;
 pub(crate) mod demo;
+pub(crate) mod explain;
 pub(crate) mod extract;
 pub(crate) mod layers;
 pub(crate) mod plugins;
