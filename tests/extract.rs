@@ -364,3 +364,61 @@ fn the_demo_cnn_learned_the_colour_shortcut_and_records_as_pytorch_scored_it() {
         );
     }
 }
+
+#[test]
+fn features_of_a_recorded_layer_print_csi_write_the_nf_grid_and_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(extract(&study(dir.path(), 60, 32)).status.success());
+    let store = dir.path().join("store");
+    let png = dir.path().join("nf.png");
+    let features = |extra: &[&str]| {
+        let out = Command::new(common::binary())
+            .args(["features", store.to_str().unwrap(), "--layer", "conv2_relu"])
+            .args(["--top", "7", "--rows", "3"])
+            .args(extra)
+            .env_remove("SHIFTSCOPE_DATA")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let first = features(&["--png", png.to_str().unwrap()]);
+    assert!(first.contains("cached: "), "{first}");
+    assert!(
+        first.contains("layer conv2_relu (8 neurons), dataset colored-mnist/id, top 7"),
+        "{first}"
+    );
+    assert!(first.contains("most colour-selective") && first.contains("CSI CLIPPED"));
+    // Three rows at each end, named layer:index.
+    assert_eq!(first.matches("conv2_relu:").count(), 6, "{first}");
+    // The fixture CNN's conv2 sees 8×8 windows (hand-computed in the ONNX adapter's tests):
+    // 8 features of 8×8 scaled 6× in a 3-column grid with 2-pixel gaps.
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let info = decoder.read_info().unwrap().info().clone();
+    assert_eq!((info.width, info.height), (3 * 50 + 2, 3 * 50 + 2));
+    // Again: read from the cache, same table.
+    let again = features(&[]);
+    assert!(again.contains("from the cache"), "{again}");
+    let table = |s: &str| s[s.find("most").unwrap()..].to_owned();
+    assert_eq!(
+        table(&first[..first.find("Neuron Features:").unwrap()]),
+        table(&again)
+    );
+    // A layer that is not there is a clear error naming the layers.
+    let out = Command::new(common::binary())
+        .args(["features", store.to_str().unwrap(), "--layer", "nope"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("no layer 'nope'")
+            && stderr.contains("conv1_relu"),
+        "{stderr}"
+    );
+}

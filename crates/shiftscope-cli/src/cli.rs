@@ -75,6 +75,11 @@ pub(crate) enum Command {
     /// analysis/ cache.
     Report(ReportArgs),
 
+    /// Colour selectivity index (both variants) and Neuron Features of a layer's neurons,
+    /// from their top images re-run through the store's model (grey versions; full maps for
+    /// the receptive-field crops); cached under the store's analysis folder for the viewer.
+    Features(crate::commands::features::FeaturesArgs),
+
     /// The demo, the first thing to run: records the demo models (a CNN and a small ViT
     /// trained on colored MNIST, built into the binary) on colored MNIST and its colour
     /// shifts, analyses them, writes their reports, and prints the accuracy table and the

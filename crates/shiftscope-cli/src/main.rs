@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => commands::convert::merge(args),
         Command::ImportDeephys(args) => commands::convert::import_deephys(args),
         Command::Report(args) => commands::report::run(&cli, args),
+        Command::Features(args) => commands::features::run(&cli, args),
         Command::Demo(args) => commands::demo::run(&cli, args),
         Command::View(args) => commands::view::run(&cli, args),
         Command::Explain(args) => commands::explain::explain(&cli, args),

@@ -110,6 +110,38 @@ impl LayerFeatures {
             .map(|b| Rgb::from_bytes(self.nf_size[1], self.nf_size[0], b))
     }
 
+    /// Every Neuron Feature in one 8-bit RGB picture: a grid of `columns` cells in neuron
+    /// order, each feature scaled up `scale` times (nearest), 2 dark pixels between cells,
+    /// neurons without a feature left dark. Returns width, height and pixels.
+    pub fn grid(&self, columns: usize, scale: usize) -> (usize, usize, Vec<u8>) {
+        const GAP: usize = 2;
+        const DARK: [u8; 3] = [24, 24, 28];
+        let (columns, scale) = (columns.max(1), scale.max(1));
+        let [fh, fw] = self.nf_size;
+        let (cw, ch) = (fw * scale, fh * scale);
+        let rows = self.neurons().div_ceil(columns);
+        let width = columns * (cw + GAP) + GAP;
+        let height = rows * (ch + GAP) + GAP;
+        let mut pixels = DARK.repeat(width * height);
+        for n in 0..self.neurons() {
+            let Some(bytes) = self.feature_bytes(n) else {
+                continue;
+            };
+            let (x0, y0) = (
+                GAP + (n % columns) * (cw + GAP),
+                GAP + (n / columns) * (ch + GAP),
+            );
+            for y in 0..ch {
+                for x in 0..cw {
+                    let src = ((y / scale) * fw + x / scale) * 3;
+                    let dst = ((y0 + y) * width + x0 + x) * 3;
+                    pixels[dst..dst + 3].copy_from_slice(&bytes[src..src + 3]);
+                }
+            }
+        }
+        (width, height, pixels)
+    }
+
     /// Where this lands in the store at `root`.
     pub fn path(&self, root: &Path) -> Result<PathBuf, FeatureError> {
         Ok(dir(root, &manifest_sha(root)?).join(file_name(

@@ -5,6 +5,7 @@ pub(crate) mod datasets;
 pub(crate) mod demo;
 pub(crate) mod explain;
 pub(crate) mod extract;
+pub(crate) mod features;
 pub(crate) mod layers;
 pub(crate) mod plugins;
 pub(crate) mod report;
