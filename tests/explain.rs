@@ -327,3 +327,49 @@ fn repair_writes_a_copy_re_records_and_reports_before_and_after() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn the_decision_layer_crosses_the_c_abi_and_a_plugin_without_one_says_so() {
+    use shiftscope_host::{Origin, Plugin};
+    let plugin = Plugin::load(&common::library("shiftscope_onnx"), Origin::CommandLine).unwrap();
+    let config = format!("(model: {:?})", demo_model());
+    let mut dynamic = plugin.create_model(&config).unwrap();
+    let mut linked = shiftscope_onnx::OnnxModel::from_path(&demo_model()).unwrap();
+    let layer = dynamic.decision_layer().unwrap();
+    assert_eq!(layer, linked.decision_layer().unwrap());
+    // The export through the library writes a copy that the linked adapter reads back.
+    let dir = tempfile::tempdir().unwrap();
+    let mut edited = layer.clone();
+    edited.bias.data_mut()[0] = 42.0;
+    let out = dir.path().join("edited.onnx");
+    dynamic
+        .export_with_decision_layer(&edited, &out, false)
+        .unwrap();
+    let back = shiftscope_onnx::OnnxModel::from_path(&out)
+        .unwrap()
+        .decision_layer()
+        .unwrap();
+    assert_eq!(back, edited);
+    let e = dynamic
+        .export_with_decision_layer(&edited, &out, false)
+        .unwrap_err();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    assert_eq!(dynamic.outstanding_outputs(), Some(0));
+    // A plugin that implements no decision layer reports it as not available.
+    let plain = Plugin::load(
+        &common::library("fixture_wrong_shape_model"),
+        Origin::CommandLine,
+    )
+    .unwrap();
+    let e = plain
+        .create_model("")
+        .unwrap()
+        .decision_layer()
+        .unwrap_err();
+    assert_eq!(e.kind(), shiftscope_sdk::ErrorKind::Unsupported);
+    assert!(
+        e.to_string()
+            .contains("does not provide the decision layer"),
+        "{e}"
+    );
+}

@@ -617,3 +617,107 @@ impl Dataset for DynDataset {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shiftscope_sdk::{ModelAdapterPlugin, Tensor};
+
+    /// A model whose table is built by the sdk; its decision layer is fixed.
+    struct Tiny;
+
+    impl ModelAdapter for Tiny {
+        fn describe(&mut self) -> Result<ModelDescription, PluginError> {
+            Err(PluginError::unsupported("not needed here"))
+        }
+
+        fn run(
+            &mut self,
+            _: TensorRef<'_>,
+            _: &[String],
+            _: Pooling,
+        ) -> Result<ActivationSet, PluginError> {
+            Err(PluginError::unsupported("not needed here"))
+        }
+
+        fn run_maps(
+            &mut self,
+            _: TensorRef<'_>,
+            _: &[String],
+        ) -> Result<ActivationSet, PluginError> {
+            Err(PluginError::unsupported("not needed here"))
+        }
+
+        fn decision_layer(&mut self) -> Result<DecisionLayer, PluginError> {
+            Ok(DecisionLayer {
+                input: "fc1".into(),
+                op: "Gemm".into(),
+                weights: Tensor::new(vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?,
+                bias: Tensor::new(vec![2], vec![0.5, -0.5])?,
+            })
+        }
+    }
+
+    impl ModelAdapterPlugin for Tiny {
+        const NAME: &'static str = "tiny";
+        const VERSION: &'static str = "0.0.1";
+        fn create(_: &str) -> Result<Tiny, PluginError> {
+            Ok(Tiny)
+        }
+    }
+
+    fn info() -> Arc<PluginInfo> {
+        Arc::new(PluginInfo {
+            kind: PluginKindName::ModelAdapter,
+            name: "tiny".into(),
+            version: "0.0.1".into(),
+            abi_major: ABI_MAJOR,
+            abi_minor: ABI_MINOR,
+            build_info: String::new(),
+            source: PluginSource::Builtin,
+        })
+    }
+
+    fn read(table: &ModelAdapterTable) -> Result<ModelAdapterTable, String> {
+        // SAFETY: a real table whose `size` is at most its true size.
+        unsafe {
+            read_table::<ModelAdapterTable>(
+                (table as *const ModelAdapterTable).cast(),
+                "model-adapter",
+                MODEL_ADAPTER_TABLE_1_0_SIZE,
+            )
+        }
+    }
+
+    #[test]
+    fn a_1_0_table_loads_and_reports_the_decision_layer_as_not_provided() {
+        let full = shiftscope_sdk::ffi::model_table::<Tiny>();
+        // The 1.1 table: the decision layer crosses the boundary intact.
+        let table = read(&full).unwrap();
+        assert!(table.decision_layer.is_some() && table.export_with_decision_layer.is_some());
+        let mut model = DynModelAdapter::create(table, info(), "").unwrap();
+        let layer = model.decision_layer().unwrap();
+        assert_eq!(layer.input, "fc1");
+        assert_eq!(layer.weights.data(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(layer.bias.data(), &[0.5, -0.5]);
+        assert_eq!(model.outstanding_outputs(), Some(0));
+        // Tiny implements no export: the default says so through the ABI.
+        let e = model
+            .export_with_decision_layer(&layer, Path::new("/nonexistent/x.onnx"), false)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        // The same table as a 1.0 plugin builds it: shorter, without the 1.1 slots.
+        let mut old = full;
+        old.size = MODEL_ADAPTER_TABLE_1_0_SIZE;
+        let table = read(&old).unwrap();
+        assert!(table.decision_layer.is_none() && table.export_with_decision_layer.is_none());
+        let mut model = DynModelAdapter::create(table, info(), "").unwrap();
+        let e = model.decision_layer().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.to_string().contains("before plugin ABI 1.1"), "{e}");
+        // Shorter than 1.0 is refused.
+        let mut short = full;
+        short.size = MODEL_ADAPTER_TABLE_1_0_SIZE - size_of::<usize>();
+        assert!(read(&short).unwrap_err().contains("lacks functions"));
+    }
+}
