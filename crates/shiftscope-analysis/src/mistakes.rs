@@ -26,7 +26,7 @@ impl Linear<'_> {
     /// Features `D` (0 when `W` does not fit `b`).
     pub fn features(&self) -> usize {
         let k = self.bias.len();
-        if k == 0 || self.weights.len() % k != 0 {
+        if k == 0 || !self.weights.len().is_multiple_of(k) {
             0
         } else {
             self.weights.len() / k
@@ -138,7 +138,6 @@ pub fn counterfactual(
     params: &MistakeParams,
 ) -> Counterfactual {
     let d = f.len();
-    let k = linear.classes();
     let mut delta = vec![0.0f64; d];
     let mut velocity = vec![0.0f64; d];
     let mut x: Vec<f32> = f.to_vec();
@@ -156,11 +155,14 @@ pub fn counterfactual(
         let norm = delta.iter().map(|v| v * v).sum::<f64>().sqrt();
         for j in 0..d {
             // ∂CE/∂δ_j = Σ_c (p_c − [c = target]) W[c, j].
-            let mut g = 0.0;
-            for c in 0..k {
-                let e = if c == target { 1.0 } else { 0.0 };
-                g += (p[c] - e) * f64::from(linear.weights[c * d + j]);
-            }
+            let mut g: f64 = p
+                .iter()
+                .enumerate()
+                .map(|(c, &pc)| {
+                    let e = if c == target { 1.0 } else { 0.0 };
+                    (pc - e) * f64::from(linear.weights[c * d + j])
+                })
+                .sum();
             g += params.alpha / dn * sign(delta[j]);
             if norm > 0.0 {
                 g += params.beta / dn * delta[j] / norm;
@@ -913,12 +915,11 @@ mod tests {
             p[2],               // feature 2 feeds class 2
             0.5 * (p[0] - 1.0), // feature 3 feeds class 0 with 0.5
         ];
-        for j in 0..4 {
+        for (j, (&got, g)) in cf.delta.iter().zip(grad).enumerate() {
             assert!(
-                (f64::from(cf.delta[j]) + 0.01 * grad[j]).abs() < 1e-6,
-                "{j}: {} vs {}",
-                cf.delta[j],
-                -0.01 * grad[j]
+                (f64::from(got) + 0.01 * g).abs() < 1e-6,
+                "{j}: {got} vs {}",
+                -0.01 * g
             );
         }
         assert_eq!(cf.steps, 1);
@@ -1082,7 +1083,7 @@ mod tests {
         let mut rng = shiftscope_rng(3);
         let mut u = || (rng() >> 11) as f32 / (1u64 << 53) as f32;
         let (mut features, mut labels) = (Vec::new(), Vec::new());
-        for i in 0..200 {
+        for i in 0..200i32 {
             let y = i % 2;
             let signal = 1.0 + u();
             let (a, c) = if y == 0 {
@@ -1091,7 +1092,7 @@ mod tests {
                 (u() * 0.3, signal)
             };
             features.extend([a, c, y as f32]);
-            labels.push(y as i32);
+            labels.push(y);
         }
         let zero = zero_outgoing(lin, &[2]).unwrap();
         assert_eq!(zero.weights, vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);

@@ -4,6 +4,9 @@
 //! stays byte-identical, an existing output is refused, and a model without a linear head
 //! says so.
 
+// Helpers outside #[test] functions unwrap too: any failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 
 use onnx_protobuf::{
@@ -60,7 +63,11 @@ fn check_reproduces(model: &mut OnnxModel, shape: &[usize]) -> DecisionLayer {
     let layer = model.decision_layer().unwrap();
     let x = batch(shape, 11);
     let set = model
-        .run(x.view(), &[layer.input.clone()], Pooling::default())
+        .run(
+            x.view(),
+            std::slice::from_ref(&layer.input),
+            Pooling::default(),
+        )
         .unwrap();
     assert_close(
         &apply(&layer, &set.layers[0].tensor),
