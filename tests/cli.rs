@@ -54,7 +54,12 @@ fn plugins_lists_builtin_and_dynamic_plugins_and_refusals() {
     let dynamic = row("fixture-panicking").expect("dynamic plugin row");
     let lib = common::library("fixture_panicking_source");
     assert!(
-        dynamic.contains("0.0.1") && dynamic.contains("1.0"),
+        dynamic.contains("0.0.1")
+            && dynamic.contains(&format!(
+                "{}.{}",
+                shiftscope_abi::ABI_MAJOR,
+                shiftscope_abi::ABI_MINOR
+            )),
         "{dynamic}"
     );
     assert!(dynamic.contains(&common::file_name(&lib)), "{dynamic}");
@@ -121,7 +126,12 @@ fn version_help_and_log_levels() {
     assert!(out.status.success());
     assert_eq!(
         text(&out.stdout).trim(),
-        format!("shiftscope {} (plugin ABI 1.0)", env!("CARGO_PKG_VERSION"))
+        format!(
+            "shiftscope {} (plugin ABI {}.{})",
+            env!("CARGO_PKG_VERSION"),
+            shiftscope_abi::ABI_MAJOR,
+            shiftscope_abi::ABI_MINOR
+        )
     );
 
     let out = run(&["--help"], home.path());
