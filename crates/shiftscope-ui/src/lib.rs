@@ -22,8 +22,8 @@ mod widgets;
 
 pub use model::{
     Bins, ChannelMaps, ClassDetail, DatasetInfo, Fill, Filled, ImageDetail, LayerInfo, LiveView,
-    LoadOptions, Loadable, NeuronColumn, NeuronDetail, NeuronRow, Thumb, Thumbs, TopNeuron,
-    UiError, ViewModel,
+    LoadOptions, Loadable, NeuronColumn, NeuronDetail, NeuronFeature, NeuronRow, Thumb, Thumbs,
+    TopNeuron, UiError, ViewModel,
 };
 pub use panels::{
     MistakesView, category_panel, image_panel, live_panel, mistakes_panel, nav_bar, neuron_panel,

@@ -4,6 +4,7 @@
 //! demand ([`ViewModel::missing`] → [`Fill::run`] on a worker → [`ViewModel::put`]).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use shiftscope_analysis::{
@@ -295,8 +296,53 @@ pub struct NeuronDetail {
     pub scores: NeuronScores,
     /// One column per dataset.
     pub columns: Vec<NeuronColumn>,
+    /// Its colour selectivity and Neuron Feature, per dataset and N where computed.
+    pub features: Vec<NeuronFeature>,
     /// Thumbnails of every image shown.
     pub thumbs: Thumbs,
+}
+
+/// A neuron's colour selectivity index and Neuron Feature on one dataset (Rafegas et al.;
+/// computed by `shiftscope features` and read from its cache).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NeuronFeature {
+    /// The dataset whose top images were used.
+    pub dataset: usize,
+    /// N: top images per neuron asked for.
+    pub top: usize,
+    /// How many top images the neuron had (≤ N).
+    pub images: u32,
+    /// `1 − Σ a'_j / Σ a_j` (grey versions over originals); `None` when undefined.
+    pub csi: Option<f32>,
+    /// `mean_j (1 − clamp(a'_j / a_j, 0, 1))`; `None` when undefined.
+    pub csi_clipped: Option<f32>,
+    /// The Neuron Feature: height, width and 8-bit RGB pixels; `None` when it has none.
+    pub image: Option<(usize, usize, Vec<u8>)>,
+    /// Notes of the computation (whole-image crops and why).
+    pub notes: Vec<String>,
+}
+
+/// Every cached feature computation of `id`'s layer, as `id`'s rows.
+fn neuron_features(analysis: &Analysis, id: NeuronId) -> Vec<NeuronFeature> {
+    let cache = analysis.cache_dir();
+    // The cache folder is `<store>/analysis/<manifest sha256>`.
+    let Some(root) = cache.parent().and_then(Path::parent) else {
+        return Vec::new();
+    };
+    shiftscope_features::LayerFeatures::cached(analysis.store(), root, id.layer)
+        .into_iter()
+        .map(|f| NeuronFeature {
+            dataset: f.dataset,
+            top: f.top,
+            images: f.images.get(id.neuron).copied().unwrap_or(0),
+            csi: f.csi.get(id.neuron).copied().flatten(),
+            csi_clipped: f.csi_clipped.get(id.neuron).copied().flatten(),
+            image: f
+                .feature_bytes(id.neuron)
+                .map(|b| (f.nf_size[0], f.nf_size[1], b.to_vec())),
+            notes: f.notes.clone(),
+        })
+        .collect()
 }
 
 /// One of the Image panel's top neurons.
@@ -825,6 +871,7 @@ fn neuron_detail(
         id,
         scores: view.scores,
         columns,
+        features: neuron_features(analysis, id),
         thumbs,
     })
 }

@@ -68,11 +68,13 @@ pub enum Measure {
     Morcos,
     /// Activation for the live image (normalised by the normaliser's maximum).
     Live,
+    /// Colour selectivity index (Rafegas et al.), where `shiftscope features` computed it.
+    ColourSelectivity,
 }
 
 impl Measure {
     /// Every measure, in menu order.
-    pub const ALL: [Measure; 9] = [
+    pub const ALL: [Measure; 10] = [
         Measure::Activation,
         Measure::ClassMean,
         Measure::Difference,
@@ -82,6 +84,7 @@ impl Measure {
         Measure::Rafegas,
         Measure::Morcos,
         Measure::Live,
+        Measure::ColourSelectivity,
     ];
 
     /// Its menu label.
@@ -96,6 +99,7 @@ impl Measure {
             Measure::Rafegas => "Rafegas selectivity",
             Measure::Morcos => "Morcos selectivity",
             Measure::Live => "activation (live image)",
+            Measure::ColourSelectivity => "colour selectivity (CSI)",
         }
     }
 
@@ -216,6 +220,16 @@ pub enum Intent {
     ExportNeuronCsv(Option<PathBuf>),
     /// Run the model on this image file (live mode).
     RunLive(PathBuf),
+    /// Compute the colour selectivity and Neuron Features of a layer's neurons over their
+    /// top images on a dataset (the host re-runs the model: `shiftscope features`).
+    ComputeFeatures {
+        /// The layer.
+        layer: usize,
+        /// The dataset whose top images are used.
+        dataset: usize,
+        /// N: top images per neuron.
+        top: usize,
+    },
 }
 
 /// A place in history: the panel shown and what was selected.
@@ -372,7 +386,10 @@ impl UiState {
                 }
             }
             Intent::ShowPanel(panel) => self.view.panel = Some(*panel),
-            Intent::ExportPng | Intent::ExportNeuronCsv(_) | Intent::RunLive(_) => {}
+            Intent::ExportPng
+            | Intent::ExportNeuronCsv(_)
+            | Intent::RunLive(_)
+            | Intent::ComputeFeatures { .. } => {}
         }
         *self != before
     }

@@ -583,3 +583,86 @@ fn live_panel_runs_a_file_and_links_neurons_and_channel_maps() {
     h.run_steps(2);
     h.get_by_label("computing this layer's channel maps…");
 }
+
+#[test]
+fn neuron_panel_shows_cached_colour_selectivity_and_nf_else_asks_to_compute() {
+    let mut f = fixture();
+    let store = f.analysis.store();
+    let root = f
+        .analysis
+        .cache_dir()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let (layer, dataset) = (&store.manifest().layers[1], &store.manifest().datasets[0]);
+    // fc1's features on the ID set as `shiftscope features` would cache them: neuron 3 has
+    // CSI 0.75 (clipped 0.7) and a 2×1 Neuron Feature, red over blue; neuron 5 none.
+    let neurons = 6;
+    let mut nf = vec![0u8; neurons * 2 * 3];
+    nf[3 * 6..4 * 6].copy_from_slice(&[255, 0, 0, 0, 0, 255]);
+    let features = shiftscope_features::LayerFeatures {
+        layer_id: layer.id.clone(),
+        layer: layer.name.clone(),
+        dataset_id: dataset.id.clone(),
+        dataset: 0,
+        top: 100,
+        rows: N,
+        csi: (0..neurons).map(|n| (n == 3).then_some(0.75)).collect(),
+        csi_clipped: (0..neurons).map(|n| (n == 3).then_some(0.7)).collect(),
+        images: vec![10; neurons],
+        receptive_field: None,
+        nf_size: [2, 1],
+        has_nf: (0..neurons).map(|n| n == 3).collect(),
+        notes: vec!["fc1 is a dense layer: Neuron Features average whole images".into()],
+        nf,
+    };
+    features.save(&root).unwrap();
+
+    let mut state = fresh(&f.vm);
+    state.apply(&Intent::SelectNeuron(fc1(3)));
+    f.vm.fill_now(&f.analysis, &state);
+    let d = f.vm.neuron.ready().unwrap();
+    assert_eq!(d.features.len(), 1);
+    assert_eq!(d.features[0].csi, Some(0.75));
+    assert_eq!(
+        d.features[0].image,
+        Some((2, 1, vec![255, 0, 0, 0, 0, 255]))
+    );
+    {
+        let mut h = harness(&f.vm, state, neuron_panel);
+        h.run();
+        h.get_by_label("id · top 100");
+        h.get_by_label("CSI 0.750");
+        h.get_by_label("clipped 0.700");
+        h.get_by_label("Neuron Feature of fc1:3 on id");
+        h.get_by_label("fc1 is a dense layer: Neuron Features average whole images");
+        assert!(h.query_by_label("Compute on id (top 100)").is_none());
+    }
+
+    // conv1 has none: the panel asks the host to compute them on the lead dataset.
+    let mut state = fresh(&f.vm);
+    let conv = NeuronId {
+        layer: 0,
+        neuron: 2,
+    };
+    state.apply(&Intent::SelectNeuron(conv));
+    f.vm.fill_now(&f.analysis, &state);
+    assert!(f.vm.neuron.ready().unwrap().features.is_empty());
+    let mut h = harness(&f.vm, state, neuron_panel);
+    h.run();
+    h.get_by_label("not computed for this layer yet");
+    h.get_by_label("Compute on id (top 100)").click();
+    h.run();
+    assert_eq!(
+        h.state().intents,
+        vec![Intent::ComputeFeatures {
+            layer: 0,
+            dataset: 0,
+            top: 100
+        }]
+    );
+    // Colour selectivity is a colour-by measure.
+    assert!(shiftscope_ui::Measure::ALL.contains(&shiftscope_ui::Measure::ColourSelectivity));
+}

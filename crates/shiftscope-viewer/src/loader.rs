@@ -230,10 +230,32 @@ pub fn measure_values(analysis: &Analysis, key: ValuesKey) -> Result<LayerValues
             Measure::Morcos => reference.morcos.clone(),
             // Live values come from the live worker, never from the store.
             Measure::Live => vec![f32::NAN; n],
+            Measure::ColourSelectivity => colour_selectivity(analysis, l, n),
         };
         out.push(values);
     }
     Ok(LayerValues { key, layers: out })
+}
+
+/// A layer's colour selectivity index where `shiftscope features` cached it (on the
+/// reference dataset when computed there, else the first dataset computed; the largest N);
+/// NaN where undefined or not computed.
+fn colour_selectivity(analysis: &Analysis, layer: usize, n: usize) -> Vec<f32> {
+    let cache = analysis.cache_dir();
+    let Some(root) = cache.parent().and_then(Path::parent) else {
+        return vec![f32::NAN; n];
+    };
+    let cached = shiftscope_features::LayerFeatures::cached(analysis.store(), root, layer);
+    let reference = analysis.reference();
+    let best = cached
+        .iter()
+        .filter(|f| f.dataset == reference)
+        .max_by_key(|f| f.top)
+        .or_else(|| cached.first());
+    match best {
+        Some(f) if f.csi.len() == n => f.csi.iter().map(|v| v.unwrap_or(f32::NAN)).collect(),
+        _ => vec![f32::NAN; n],
+    }
 }
 
 /// A neuron's `count` strongest inputs in the previous recorded layer, by the Pearson

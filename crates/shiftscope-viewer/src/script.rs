@@ -98,6 +98,7 @@ pub fn measure_name(m: Measure) -> &'static str {
         Measure::Rafegas => "rafegas",
         Measure::Morcos => "morcos",
         Measure::Live => "live",
+        Measure::ColourSelectivity => "csi",
     }
 }
 

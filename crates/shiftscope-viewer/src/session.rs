@@ -160,7 +160,7 @@ impl Session {
                 lead: 0,
                 ..key
             },
-            Measure::Rafegas | Measure::Morcos => ValuesKey {
+            Measure::Rafegas | Measure::Morcos | Measure::ColourSelectivity => ValuesKey {
                 image: NO_IMAGE,
                 class: ClassId(0),
                 lead: 0,

@@ -64,6 +64,10 @@ pub fn describe(shown: &Shown, vm: &ViewModel) -> String {
         Measure::Rafegas | Measure::Morcos => {
             format!("{} — on {}", m.label(), vm.dataset_name(vm.reference))
         }
+        Measure::ColourSelectivity => format!(
+            "{} — where `shiftscope features` computed it (NaN elsewhere)",
+            m.label()
+        ),
         Measure::Live => match vm.live.ready() {
             Some(live) => format!("{} — {}", m.label(), live.name),
             None => format!("{} — drop an image file on the window", m.label()),

@@ -1,10 +1,12 @@
-//! The Neuron panel: the neuron's scores, then one column per dataset side by side (max and
-//! % of the normaliser's, top classes, top-k thumbnails), and its activation histograms
-//! overlaid.
+//! The Neuron panel: the neuron's scores, its colour selectivity and Neuron Feature per
+//! dataset where computed (else a button asking the host to compute them), then one column
+//! per dataset side by side (max and % of the normaliser's, top classes, top-k thumbnails),
+//! and its activation histograms overlaid.
 
-use egui::{ScrollArea, Ui};
+use egui::{ColorImage, Id, Image, ScrollArea, TextureHandle, TextureOptions, Ui, Vec2};
+use shiftscope_features::DEFAULT_TOP;
 
-use crate::model::{Loadable, ViewModel};
+use crate::model::{Loadable, NeuronDetail, NeuronFeature, ViewModel};
 use crate::state::{Intent, UiState};
 use crate::widgets::{histograms, link, num, palette, thumb, waiting};
 
@@ -62,7 +64,7 @@ pub fn neuron_panel(ui: &mut Ui, vm: &ViewModel, state: &UiState) -> Vec<Intent>
                         ui.end_row();
                     }
                 });
-            ui.small("Neuron Feature image: not computed yet.");
+            features(ui, vm, state, detail, &mut out);
             ui.separator();
 
             let n = detail.columns.len().max(1);
@@ -124,4 +126,103 @@ pub fn neuron_panel(ui: &mut Ui, vm: &ViewModel, state: &UiState) -> Vec<Intent>
             histograms(ui, &series, 90.0);
         });
     out
+}
+
+/// Side of a Neuron Feature on screen.
+const NF_SIDE: f32 = 72.0;
+
+/// The colour selectivity and Neuron Feature of the neuron on each dataset computed, or a
+/// button asking for them on the lead dataset.
+fn features(
+    ui: &mut Ui,
+    vm: &ViewModel,
+    state: &UiState,
+    detail: &NeuronDetail,
+    out: &mut Vec<Intent>,
+) {
+    ui.separator();
+    ui.label("colour selectivity and Neuron Feature");
+    if detail.features.is_empty() {
+        ui.small("not computed for this layer yet");
+        let dataset = state.lead;
+        let label = format!(
+            "Compute on {} (top {DEFAULT_TOP})",
+            vm.dataset_name(dataset)
+        );
+        if ui
+            .button(label)
+            .on_hover_text("re-runs the layer's top images through the model")
+            .clicked()
+        {
+            out.push(Intent::ComputeFeatures {
+                layer: detail.id.layer,
+                dataset,
+                top: DEFAULT_TOP,
+            });
+        }
+        return;
+    }
+    let name = vm.neuron_name(detail.id);
+    ui.horizontal_wrapped(|ui| {
+        for f in &detail.features {
+            ui.vertical(|ui| {
+                let dataset = vm.dataset_name(f.dataset);
+                ui.small(format!("{dataset} · top {}", f.top));
+                match nf_texture(ui, vm, detail, f) {
+                    Some((t, [h, w])) => {
+                        let scale = NF_SIDE / h.max(w).max(1) as f32;
+                        ui.add(
+                            Image::new((t.id(), Vec2::new(w as f32 * scale, h as f32 * scale)))
+                                .alt_text(format!("Neuron Feature of {name} on {dataset}")),
+                        );
+                    }
+                    None => {
+                        ui.small("no Neuron Feature (no positive response)");
+                    }
+                }
+                ui.label(format!("CSI {}", num(f.csi))).on_hover_text(
+                    "1 − Σ a'/Σ a: the response lost on grey versions of its top images",
+                );
+                ui.small(format!("clipped {}", num(f.csi_clipped)));
+                ui.small(format!("{} images", f.images));
+            });
+        }
+    });
+    let mut notes: Vec<&String> = detail.features.iter().flat_map(|f| &f.notes).collect();
+    notes.dedup();
+    for note in notes {
+        ui.small(note);
+    }
+}
+
+/// The texture of one Neuron Feature, made once per view model, neuron, dataset and N.
+fn nf_texture(
+    ui: &Ui,
+    vm: &ViewModel,
+    detail: &NeuronDetail,
+    f: &NeuronFeature,
+) -> Option<(TextureHandle, [usize; 2])> {
+    let (h, w, rgb) = f.image.as_ref()?;
+    if rgb.len() != h * w * 3 || *h == 0 || *w == 0 {
+        return None;
+    }
+    let key = (
+        vm.generation,
+        detail.id.layer,
+        detail.id.neuron,
+        f.dataset,
+        f.top,
+    );
+    let id = Id::new(("shiftscope-ui/neuron-feature", key));
+    let ctx = ui.ctx();
+    if let Some(t) = ctx.data(|d| d.get_temp::<TextureHandle>(id)) {
+        return Some((t, [*h, *w]));
+    }
+    let handle = ctx.load_texture(
+        format!("nf {key:?}"),
+        ColorImage::from_rgb([*w, *h], rgb),
+        TextureOptions::NEAREST,
+    );
+    ctx.data_mut(|d| d.insert_temp(id, handle.clone()));
+    Some((handle, [*h, *w]))
 }
