@@ -25,8 +25,8 @@ const B: [f32; 2] = [0.0, 0.0];
 /// Features of image `i` (label `i % 2`): cats have feature 0 high, except on the OOD set
 /// where a third of them carry a large feature 2 (the shortcut that makes them dogs).
 fn features(ood: bool, i: usize) -> [f32; D] {
-    if i % 2 == 0 {
-        let spurious = if ood && i % 3 == 0 { 3.0 } else { 0.0 };
+    if i.is_multiple_of(2) {
+        let spurious = if ood && i.is_multiple_of(3) { 3.0 } else { 0.0 };
         [2.0, 0.1, spurious]
     } else {
         [0.1, 2.0, 0.5]
