@@ -110,7 +110,7 @@ pub(crate) fn run(cli: &Cli, args: &FeaturesArgs) -> anyhow::Result<()> {
             let images = open_dataset(root, &store, &registry, dataset)?;
             let terminal = std::io::stderr().is_terminal() && !cli.quiet;
             let mut progress = |done: usize, total: usize| {
-                if terminal && (done % 16 == 0 || done == total) {
+                if terminal && (done.is_multiple_of(16) || done == total) {
                     eprint!("\r\x1b[Kre-running top images {done}/{total}");
                 }
             };
