@@ -704,12 +704,38 @@ fn demo_shows_the_colour_shortcut_and_its_spurious_neurons() {
         .unwrap();
     assert!(colour >= 7, "{stdout}");
 
+    // The repair of the top spurious fc1 neurons: before (the accuracy table's own numbers)
+    // and after both edits, on every dataset, re-recorded.
+    let repair = &stdout[stdout
+        .find("\nRepair of demo-cnn's fc1:")
+        .unwrap_or_else(|| panic!("no repair:\n{stdout}"))..];
+    for name in ["colored-mnist/id", "colored-mnist/permuted"] {
+        let row: Vec<&str> = repair
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no repair row for {name}:\n{repair}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(row.len(), 4, "{row:?}");
+        let before: f64 = row[1].trim_end_matches('%').parse().unwrap();
+        assert!((before - accuracy(name)).abs() < 0.05, "{row:?}");
+        for after in &row[2..] {
+            let a: f64 = after.trim_end_matches('%').parse().unwrap();
+            assert!((0.0..=100.0).contains(&a), "{row:?}");
+        }
+    }
+    assert!(repair.contains("Permuted accuracy changes by "), "{repair}");
+
     // What it wrote: the study config (re-runnable), the store, the report.
     for file in [
         "demo-cnn.ron",
         "models/demo-cnn.onnx",
         "demo-cnn/store/manifest.json",
         "demo-cnn/report/summary.md",
+        "demo-cnn/repaired-zero/manifest.json",
+        "demo-cnn/repaired-zero.onnx",
+        "demo-cnn/repaired-train/repair.json",
+        "demo-cnn/repaired-train.onnx",
     ] {
         assert!(out_dir.join(file).exists(), "{file}");
     }
