@@ -25,5 +25,5 @@ pub use deephys::import_deephys;
 pub use extract::{DatasetReport, ExtractError, ExtractReport, extract, shard_rows, shard_store};
 pub use live::{LiveError, LiveMaps, LiveModel, LiveOutput, read_image};
 pub use preprocess::{Channels, Prepared, PreprocessError, Preprocessing, ValueRange};
-pub use restudy::{store_model_file, store_preprocessing, study_from_store};
+pub use restudy::{store_decision_layer, store_model_file, store_preprocessing, study_from_store};
 pub use sheet::{RgbImage, SheetBlock, contact_sheet};

@@ -1,10 +1,13 @@
 //! A store's study rebuilt from its manifest: the same datasets (names, plugins, plugin
 //! configs, roles, lengths), layers, pooling, preprocessing, thumbnails and precision, with
 //! another model file and another store folder. This is how a repaired model is re-recorded
-//! on every dataset of the store it was repaired from.
+//! on every dataset of the store it was repaired from. Also the store model's decision layer
+//! ([`store_decision_layer`]), for explanation and repair.
 
 use std::path::{Path, PathBuf};
 
+use shiftscope_host::Registry;
+use shiftscope_sdk::{DecisionLayer, ModelAdapter};
 use shiftscope_store::{Manifest, Role};
 
 use crate::{
@@ -52,6 +55,37 @@ pub fn store_preprocessing(store: &Path, manifest: &Manifest) -> Result<Preproce
             store.join("manifest.json").display()
         )
     })
+}
+
+/// The decision layer of the model a store was recorded from (or of `model`, which replaces
+/// the manifest's file), through the store's adapter in `registry`, with the model file used
+/// and the adapter (for exporting an edited copy). Errors name the model and say why the
+/// layer is not available.
+pub fn store_decision_layer(
+    store: &Path,
+    manifest: &Manifest,
+    registry: &Registry,
+    model: Option<&Path>,
+) -> Result<(PathBuf, DecisionLayer, Box<dyn ModelAdapter>), String> {
+    let model_path = match model {
+        Some(m) => m.to_path_buf(),
+        None => store_model_file(store, manifest)?,
+    };
+    let preprocessing = store_preprocessing(store, manifest)?;
+    let config = ModelConfig::for_file(&manifest.model.adapter, &model_path, preprocessing)
+        .adapter_config()?;
+    let mut adapter: Box<dyn ModelAdapter> = Box::new(
+        registry
+            .create_model(&manifest.model.adapter, &config)
+            .map_err(|e| format!("{}: {e}", model_path.display()))?,
+    );
+    let layer = adapter.decision_layer().map_err(|e| {
+        format!(
+            "{}: the model's decision layer is not available: {e}",
+            model_path.display()
+        )
+    })?;
+    Ok((model_path, layer, adapter))
 }
 
 /// The study that re-records the store at `store` (manifest `manifest`) with the model file

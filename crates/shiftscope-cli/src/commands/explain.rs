@@ -12,7 +12,6 @@ use shiftscope_analysis::mistakes::{
 };
 use shiftscope_analysis::{Analysis, AnalysisParams};
 use shiftscope_host::SearchPath;
-use shiftscope_runtime::ModelConfig;
 use shiftscope_sdk::{DecisionLayer, ModelAdapter, Tensor};
 
 use crate::builtins::registry;
@@ -52,26 +51,10 @@ pub(crate) fn open_decision(
 ) -> anyhow::Result<Decision> {
     let analysis = Analysis::open(store, AnalysisParams::default())?;
     let manifest = analysis.store().manifest();
-    let model_path = match model {
-        Some(m) => m.to_path_buf(),
-        None => {
-            shiftscope_runtime::store_model_file(store, manifest).map_err(anyhow::Error::msg)?
-        }
-    };
-    let preprocessing =
-        shiftscope_runtime::store_preprocessing(store, manifest).map_err(anyhow::Error::msg)?;
-    let config = ModelConfig::for_file(&manifest.model.adapter, &model_path, preprocessing)
-        .adapter_config()
-        .map_err(anyhow::Error::msg)?;
     let registry = registry(&SearchPath::standard(&cli.plugin_paths))?;
-    let mut adapter: Box<dyn ModelAdapter> =
-        Box::new(registry.create_model(&manifest.model.adapter, &config)?);
-    let decision = adapter.decision_layer().map_err(|e| {
-        anyhow::anyhow!(
-            "{}: the model's decision layer is not available: {e}",
-            model_path.display()
-        )
-    })?;
+    let (model_path, decision, adapter) =
+        shiftscope_runtime::store_decision_layer(store, manifest, &registry, model)
+            .map_err(anyhow::Error::msg)?;
     let name = layer.unwrap_or(&decision.input);
     let Some(features) = analysis.layer_index(name) else {
         let recorded: Vec<&str> = manifest.layers.iter().map(|l| l.name.as_str()).collect();
