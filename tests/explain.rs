@@ -3,6 +3,9 @@
 //! against the store itself (mistake counts, accuracies before and after), the repaired
 //! model against the edit asked for, and the user's model file against its own bytes.
 
+// Helpers outside #[test] functions unwrap too: any failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};
