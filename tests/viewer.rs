@@ -230,3 +230,54 @@ fn view_screenshot_shows_the_selected_neuron() {
         "the panel region looks like the map background"
     );
 }
+
+#[test]
+fn the_neuron_panels_compute_runs_the_model_and_the_map_colours_by_csi() {
+    let Some(x) = xvfb() else {
+        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let shot = dir.path().join("out.png");
+    // What the Neuron panel's Compute button sends, from a script; the screenshot waits
+    // until the features worker is done and the panel has reloaded.
+    let script = dir.path().join("compute.ron");
+    std::fs::write(
+        &script,
+        format!(
+            "[Select(\"conv1\", 6), Panel(\"neuron\"), Compute(\"conv1\", 20), \
+             ColourBy(\"csi\"), Screenshot({shot:?})]"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(common::binary())
+        .args(["view", store.to_str().unwrap(), "--script"])
+        .arg(&script)
+        .args(["--size", "1280x800"])
+        .env("DISPLAY", &x.display)
+        .env("XDG_RUNTIME_DIR", x._runtime.path())
+        .env("WGPU_BACKEND", "vulkan")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "view failed:\n{stdout}\n{stderr}");
+    assert!(shot.is_file());
+    // The worker wrote the cache that `shiftscope features` reads back.
+    let again = Command::new(common::binary())
+        .args([
+            "features",
+            store.to_str().unwrap(),
+            "--layer",
+            "conv1",
+            "--top",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    let again = String::from_utf8_lossy(&again.stdout);
+    assert!(again.contains("from the cache"), "{again}\n{stderr}");
+    assert!(again.contains("most colour-selective"), "{again}");
+}

@@ -27,7 +27,7 @@ pub use colour::{
 };
 pub use error::FeatureError;
 pub use nf::{NfAccumulator, crop};
-pub use run::{DEFAULT_TOP, FeatureModel, compute, open_dataset, top_images};
+pub use run::{DEFAULT_TOP, FeatureModel, compute, compute_and_save, open_dataset, top_images};
 
 /// An RGB image with values in `[0, 1]`, HWC, row-major.
 #[derive(Clone, Debug, PartialEq)]

@@ -468,6 +468,36 @@ pub fn compute(
     })
 }
 
+/// Opens the store at `root`, its model and dataset `dataset` through `registry`, computes
+/// layer `layer`'s features over N = `top` images and writes them to the cache (what the
+/// viewer's Compute button runs on its worker); returns them with the cache file's path.
+pub fn compute_and_save(
+    root: &Path,
+    registry: &Registry,
+    layer: usize,
+    dataset: usize,
+    top: usize,
+) -> Result<(LayerFeatures, PathBuf), FeatureError> {
+    let store = Store::open(root).map_err(|e| FeatureError::Store {
+        store: root.to_path_buf(),
+        problem: e.to_string(),
+    })?;
+    let mut model = FeatureModel::open(root, &store, registry, None)?;
+    let images = open_dataset(root, &store, registry, dataset)?;
+    let features = compute(
+        root,
+        &store,
+        &mut model,
+        images.as_ref(),
+        layer,
+        dataset,
+        top,
+        &mut |_, _| {},
+    )?;
+    let path = features.save(root)?;
+    Ok((features, path))
+}
+
 /// Runs the pending grey versions as one batch and files each neuron's `a'_j`.
 fn run_grey(
     model: &mut FeatureModel,

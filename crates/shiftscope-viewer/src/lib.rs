@@ -15,6 +15,7 @@
 #![allow(clippy::needless_pass_by_value)]
 
 pub mod camera;
+pub mod features;
 pub use shiftscope_ui::colour;
 pub mod headless;
 pub mod layout;
@@ -129,6 +130,16 @@ pub fn run_viewer(
     options: &ViewerOptions,
     live: Option<live::LiveOpener>,
 ) -> Result<(), ViewerError> {
+    run_viewer_with(options, live, None)
+}
+
+/// [`run_viewer`], and with `features` the Neuron panel's Compute button computes colour
+/// selectivity and Neuron Features on the worker thread `shiftscope-features`.
+pub fn run_viewer_with(
+    options: &ViewerOptions,
+    live: Option<live::LiveOpener>,
+    features: Option<features::FeaturesRunner>,
+) -> Result<(), ViewerError> {
     if !options.store.is_dir() {
         return Err(ViewerError::NoStore(options.store.clone()));
     }
@@ -138,6 +149,7 @@ pub fn run_viewer(
     let timing = actions.iter().any(|a| matches!(a, Action::Frames(..)));
     let loader = loader::Loader::spawn(options.store.clone(), LoadOptions::default())?;
     let live_worker = live.map(live::LiveWorker::spawn).transpose()?;
+    let features_worker = features.map(features::FeaturesWorker::spawn).transpose()?;
     let (w, h) = options.size;
     let mut app = App::new();
     app.add_plugins(
@@ -165,6 +177,7 @@ pub fn run_viewer(
     .insert_resource(loader)
     .add_plugins((
         live::LivePlugin,
+        features::FeaturesPlugin,
         bevy_egui::EguiPlugin::default(),
         session::SessionPlugin,
         camera::CameraPlugin,
@@ -176,6 +189,9 @@ pub fn run_viewer(
         },
     ));
     if let Some(worker) = live_worker {
+        app.insert_resource(worker);
+    }
+    if let Some(worker) = features_worker {
         app.insert_resource(worker);
     }
     match app.run() {

@@ -48,6 +48,9 @@ pub enum Action {
     ShowMap(bool),
     /// Run the model on an image file (live mode).
     Live(PathBuf),
+    /// Compute a layer's colour selectivity and Neuron Features over N top images of the
+    /// lead dataset (the Neuron panel's Compute button): layer (name or number), N.
+    Compute(String, usize),
 }
 
 impl Action {
@@ -312,6 +315,24 @@ fn run_script(
                 layer: l,
                 neuron: index,
             }));
+        }
+        Action::Compute(layer, top) => {
+            let names: Vec<&str> = vm.layers.iter().map(|l| l.name.as_str()).collect();
+            let Some(l) = resolve(&names, &layer) else {
+                return fail(
+                    format!(
+                        "compute {layer}: no layer {layer} (the store has {})",
+                        names.join(", ")
+                    ),
+                    &mut exit,
+                );
+            };
+            let dataset = session.ui.as_ref().map_or(vm.reference, |u| u.lead);
+            session.intents.push(Intent::ComputeFeatures {
+                layer: l,
+                dataset,
+                top,
+            });
         }
         Action::SelectImage(dataset, index) => {
             let names: Vec<&str> = vm.datasets.iter().map(|d| d.name.as_str()).collect();

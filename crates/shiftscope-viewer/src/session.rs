@@ -99,6 +99,10 @@ pub struct Session {
     pub live_busy: bool,
     /// The live result shown (keys the map's live values).
     pub live_generation: u64,
+    /// Colour selectivity computations asked for (layer, dataset, N), for the features worker.
+    pub feature_requests: Vec<(usize, usize, usize)>,
+    /// Whether the features worker is running one.
+    pub features_busy: bool,
 }
 
 impl Session {
@@ -115,6 +119,8 @@ impl Session {
             && self.intents.is_empty()
             && self.live_requests.is_empty()
             && !self.live_busy
+            && self.feature_requests.is_empty()
+            && !self.features_busy
             && !matches!(vm.live, Loadable::Loading(_))
             && inputs_here
             && !matches!(vm.neuron, Loadable::Loading(_))
@@ -301,6 +307,11 @@ fn apply_intents(mut session: ResMut<Session>, loader: Option<Res<Loader>>) {
             }
             Intent::ExportNeuronCsv(path) => export_csv(&session, path.clone()),
             Intent::RunLive(path) => session.live_requests.push(path.clone()),
+            Intent::ComputeFeatures {
+                layer,
+                dataset,
+                top,
+            } => session.feature_requests.push((*layer, *dataset, *top)),
             _ => {}
         }
     }

@@ -3,8 +3,9 @@
 use anyhow::{Context, bail};
 use shiftscope_host::SearchPath;
 use shiftscope_runtime::LiveModel;
+use shiftscope_viewer::features::FeaturesRunner;
 use shiftscope_viewer::live::LiveOpener;
-use shiftscope_viewer::{ViewerOptions, run_viewer, script};
+use shiftscope_viewer::{ViewerOptions, run_viewer_with, script};
 
 use crate::builtins::registry;
 use crate::cli::{Cli, ViewArgs};
@@ -59,6 +60,22 @@ pub(crate) fn run(cli: &Cli, args: &ViewArgs) -> anyhow::Result<()> {
         let registry = registry(&search).map_err(|e| format!("{e:#}"))?;
         LiveModel::open(&store, &registry, None).map_err(|e| e.to_string())
     });
-    run_viewer(&options, Some(opener))?;
+    // The Neuron panel's Compute button: colour selectivity and Neuron Features of a layer,
+    // on the viewer's features worker.
+    let store = args.store.clone();
+    let search = SearchPath::standard(&cli.plugin_paths);
+    let features: FeaturesRunner = Box::new(move |(layer, dataset, top)| {
+        let registry = registry(&search).map_err(|e| format!("{e:#}"))?;
+        let (f, path) =
+            shiftscope_features::compute_and_save(&store, &registry, layer, dataset, top)
+                .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "colour selectivity and Neuron Features of {} on {}: {}",
+            f.layer,
+            f.dataset_id,
+            path.display()
+        ))
+    });
+    run_viewer_with(&options, Some(opener), Some(features))?;
     Ok(())
 }
