@@ -422,3 +422,69 @@ fn features_of_a_recorded_layer_print_csi_write_the_nf_grid_and_cache() {
         "{stderr}"
     );
 }
+
+/// `CSI over N neurons: mean M, ...` of `shiftscope features` on `layer`, and the count of
+/// neurons above 0.5.
+fn csi_summary(store: &Path, layer: &str) -> (f64, usize) {
+    let out = Command::new(common::binary())
+        .args(["features", store.to_str().unwrap(), "--layer", layer])
+        .args(["--top", "50"])
+        .env_remove("SHIFTSCOPE_DATA")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("CSI over"))
+        .unwrap_or_else(|| panic!("no summary in {stdout}"));
+    let mean = line
+        .split("mean ")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap();
+    let above = line.split("; ").nth(1).unwrap().split(' ').next().unwrap();
+    (mean.parse().unwrap(), above.parse().unwrap())
+}
+
+#[test]
+fn the_demo_cnns_colour_following_units_lose_their_response_on_grey_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"(
+    store: "store",
+    model: (
+        path: {model:?},
+        threads: 1,
+        preprocessing: (resize: None, crop: None, mean: (0.0, 0.0, 0.0), std: (1.0, 1.0, 1.0)),
+    ),
+    datasets: [(name: "colored-mnist/id", role: Id, limit: 400)],
+    plugins: {{"colored-mnist": "(procedural: true)"}},
+    recording: (batch_size: 100, thumb: 28, commit_seconds: 0),
+)"#,
+        model = common::workspace_file("assets/models/demo-cnn.onnx")
+    );
+    let config = dir.path().join("study.ron");
+    std::fs::write(&config, text).unwrap();
+    assert!(extract(&config).status.success());
+    let store = dir.path().join("store");
+    // The demo CNN learned colour as a shortcut: its logits lose about half their response
+    // on the grey versions of their top images (0.54 measured), fc1 holds a group of
+    // colour-selective units (10 of 48 above 0.5) and conv1, the edges and blobs under them,
+    // is the least colour-selective (0.23).
+    let (logits, _) = csi_summary(&store, "logits");
+    let (fc1_mean, fc1_above) = csi_summary(&store, "fc1");
+    let (conv1, _) = csi_summary(&store, "conv1");
+    assert!(logits > 0.4, "logits mean CSI {logits}");
+    assert!(
+        fc1_above >= 5,
+        "fc1: {fc1_above} neurons above 0.5 (mean {fc1_mean})"
+    );
+    assert!(conv1 < logits, "conv1 {conv1} vs logits {logits}");
+}
