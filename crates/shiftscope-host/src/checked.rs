@@ -3,7 +3,7 @@
 //! and the call. What the runtime receives from the registry is always wrapped here.
 
 use shiftscope_sdk::{
-    ActivationSet, Dataset, DatasetInfo, DatasetSource, DecisionLayer, ModelAdapter,
+    ActivationSet, Dataset, DatasetInfo, DatasetSource, DecisionLayer, LayerKind, ModelAdapter,
     ModelDescription, PluginError, Pooling, Sample, TensorRef,
 };
 
@@ -39,6 +39,22 @@ pub fn check_description(description: &ModelDescription) -> Result<(), String> {
                 layer.shape,
                 layer.neurons
             ));
+        }
+        if let Some(field) = &layer.receptive_field {
+            if layer.kind != LayerKind::Conv {
+                return Err(format!(
+                    "layer '{}' is a {} layer with a receptive field (only conv layers have one)",
+                    layer.name,
+                    layer.kind.as_str()
+                ));
+            }
+            if field.size.contains(&0) || field.jump.contains(&0) {
+                return Err(format!(
+                    "layer '{}' has a receptive field of size {:?} and jump {:?} (both must be \
+                     at least 1)",
+                    layer.name, field.size, field.jump
+                ));
+            }
         }
     }
     if description.inputs.is_empty() {
@@ -366,5 +382,52 @@ impl Dataset for CheckedDataset {
             )));
         }
         Ok(sample)
+    }
+}
+
+#[cfg(test)]
+mod receptive_field_tests {
+    use shiftscope_sdk::{InputSpec, LayerInfo, ReceptiveField};
+
+    use super::*;
+
+    fn description(kind: LayerKind, shape: Vec<usize>, field: ReceptiveField) -> ModelDescription {
+        ModelDescription {
+            inputs: vec![InputSpec {
+                name: "x".into(),
+                shape: vec![None, Some(3), Some(8), Some(8)],
+            }],
+            layers: vec![LayerInfo {
+                name: "a".into(),
+                op: "Conv".into(),
+                kind,
+                shape,
+                neurons: 2,
+                default_selected: true,
+                role: String::new(),
+                receptive_field: Some(field),
+            }],
+            class_names: vec![],
+            num_classes: 2,
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn receptive_fields_belong_to_conv_layers_and_are_not_empty() {
+        let ok = ReceptiveField {
+            size: [3, 3],
+            jump: [2, 2],
+            offset: [-1, -1],
+        };
+        assert_eq!(
+            check_description(&description(LayerKind::Conv, vec![2, 4, 4], ok)),
+            Ok(())
+        );
+        let e = check_description(&description(LayerKind::Dense, vec![2], ok)).unwrap_err();
+        assert!(e.contains("dense layer with a receptive field"), "{e}");
+        let empty = ReceptiveField { jump: [0, 1], ..ok };
+        let e = check_description(&description(LayerKind::Conv, vec![2, 4, 4], empty)).unwrap_err();
+        assert!(e.contains("jump [0, 1]"), "{e}");
     }
 }
