@@ -415,7 +415,11 @@ impl ImageNet {
             }
             Layout::Folder | Layout::Csv => {
                 let mut listing = if layout == Layout::Csv {
-                    tree::read_csv(&path, spec.classes.as_deref())?
+                    tree::read_csv(
+                        &path,
+                        spec.classes.as_deref(),
+                        self.on_error == OnError::Skip,
+                    )?
                 } else {
                     tree::scan_folders(&path, ClassMap::Sorted)?
                 };

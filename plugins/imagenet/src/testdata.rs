@@ -87,3 +87,52 @@ pub fn jpeg_tree(root: &Path, classes: &[&str], per_class: usize) -> Result<Vec<
     }
     Ok(files)
 }
+
+/// Small trees of every layout this plugin reads under `root` (a few images per class) and
+/// the plugin config (RON) that names them: `imagenet/val`, `imagenet-v2`, `imagenet-sketch`,
+/// `stylized-imagenet`, `imagenet-r`, `imagenet-a`, `imagenet-c` (fog at 1 and 3),
+/// `folder/pets` (class folders `cat`, `dog`) and `folder/birds` (a CSV list with groups).
+pub fn all_layouts(root: &Path) -> Result<String, String> {
+    let (wnids, _) = crate::imagenet_classes().map_err(|e| e.to_string())?;
+    let r = crate::Subset::R.indices().map_err(|e| e.to_string())?;
+    let a = crate::Subset::A.indices().map_err(|e| e.to_string())?;
+    let w = |i: u32| wnids[i as usize].as_str();
+    jpeg_tree(&root.join("val"), &[w(0), w(1), w(999)], 2)?;
+    jpeg_tree(&root.join("v2"), &["2", "10", "100"], 1)?;
+    jpeg_tree(&root.join("sketch"), &[w(10), w(500)], 1)?;
+    jpeg_tree(&root.join("stylized"), &[w(42)], 2)?;
+    jpeg_tree(&root.join("r"), &[w(r[0]), w(r[199])], 2)?;
+    jpeg_tree(&root.join("a"), &[w(a[0]), w(a[1])], 1)?;
+    for severity in ["1", "3"] {
+        jpeg_tree(&root.join("c/fog").join(severity), &[w(7), w(8)], 1)?;
+    }
+    jpeg_tree(&root.join("pets"), &["dog", "cat"], 2)?;
+    let birds = root.join("birds");
+    let mut csv = String::from("path,label,group\n");
+    for (k, (label, group)) in [(0, "land"), (1, "water"), (1, "land"), (0, "water")]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("img/{k}.jpg");
+        write_jpeg(&birds.join(&name), 32, 24, 77 + k as u64)?;
+        csv.push_str(&format!("{name},{label},{group}\n"));
+    }
+    let list = birds.join("list.csv");
+    std::fs::write(&list, csv).map_err(|e| format!("{}: {e}", list.display()))?;
+    let path = |p: &str| format!("{:?}", root.join(p).display().to_string());
+    Ok(format!(
+        "(roots: {{\"imagenet/val\": {}, \"imagenet-v2\": {}, \"imagenet-sketch\": {}, \
+         \"stylized-imagenet\": {}, \"imagenet-r\": {}, \"imagenet-a\": {}, \"imagenet-c\": {}, \
+         \"folder/pets\": {}, \"folder/birds\": (csv: {}, classes: Some([\"landbird\", \
+         \"waterbird\"]))}})",
+        path("val"),
+        path("v2"),
+        path("sketch"),
+        path("stylized"),
+        path("r"),
+        path("a"),
+        path("c"),
+        path("pets"),
+        path("birds/list.csv"),
+    ))
+}

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::testdata::{jpeg_bytes, jpeg_tree, textured_rgb, write_jpeg};
+use crate::testdata::{self, jpeg_bytes, jpeg_tree, textured_rgb, write_jpeg};
 
 fn wnid(index: usize) -> String {
     classes::imagenet().unwrap().wnids[index].clone()
@@ -321,6 +321,19 @@ fn csv_lists_read_paths_labels_and_groups() {
         e.contains("list.csv: line 2: missing file") && e.contains("missing.jpg"),
         "{e}"
     );
+    // With on_error: Skip the missing file is left out and named.
+    let skipping = format!("{}, on_error: Skip)", &config[..config.len() - 1]);
+    let p = plugin(&skipping);
+    let entry = &p.catalog().unwrap()[0];
+    assert!(
+        entry.description.contains("1 unreadable images skipped")
+            && entry
+                .description
+                .contains("missing.jpg (missing, listed on line 2)"),
+        "{}",
+        entry.description
+    );
+    assert_eq!(p.open("folder/birds").unwrap().len(), 1);
     std::fs::write(&csv, "a.jpg,1\nb.jpg,seabird\n").unwrap();
     let e = error_of(ImageNet::create(&config));
     assert!(e.contains("list.csv: line 2: bad label 'seabird'"), "{e}");
@@ -519,4 +532,32 @@ fn config_mistakes_are_clear_errors() {
         dir.path().display().to_string()
     );
     assert_eq!(plugin(&named).open("mine").unwrap().len(), 1);
+}
+
+#[test]
+fn the_all_layouts_fixture_lists_every_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = testdata::all_layouts(dir.path()).unwrap();
+    let p = plugin(&config);
+    let names: Vec<String> = p.catalog().unwrap().into_iter().map(|i| i.name).collect();
+    assert_eq!(
+        names,
+        [
+            "folder/birds",
+            "folder/birds/group/land",
+            "folder/birds/group/water",
+            "folder/pets",
+            "imagenet-a",
+            "imagenet-c/fog/1",
+            "imagenet-c/fog/3",
+            "imagenet-r",
+            "imagenet-sketch",
+            "imagenet-v2",
+            "imagenet/val",
+            "stylized-imagenet",
+        ]
+    );
+    for name in &names {
+        assert!(!p.open(name).unwrap().is_empty(), "{name}");
+    }
 }

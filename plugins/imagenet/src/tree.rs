@@ -185,8 +185,13 @@ pub(crate) fn scan_folders(root: &Path, map: ClassMap<'_>) -> Result<Listing, Pl
 }
 
 /// Reads a CSV list `path,label[,group]` (paths relative to the CSV's folder; a first line
-/// `path,label...` is a header). A label is a class index, or a class name of `classes`.
-pub(crate) fn read_csv(csv: &Path, classes: Option<&[String]>) -> Result<Listing, PluginError> {
+/// `path,label...` is a header). A label is a class index, or a class name of `classes`. A
+/// listed file that does not exist is an error, or with `skip_missing` left out and named.
+pub(crate) fn read_csv(
+    csv: &Path,
+    classes: Option<&[String]>,
+    skip_missing: bool,
+) -> Result<Listing, PluginError> {
     let text = std::fs::read_to_string(csv)
         .map_err(|e| bad(csv, format!("cannot read the CSV list: {e}")))?;
     let base = csv.parent().unwrap_or(Path::new("."));
@@ -255,6 +260,12 @@ pub(crate) fn read_csv(csv: &Path, classes: Option<&[String]>) -> Result<Listing
     }
     listing.groups = groups.keys().cloned().collect();
     for (path, label, group, line_no) in rows {
+        if !path.is_file() && skip_missing {
+            listing
+                .skipped
+                .push((path, format!("missing, listed on line {line_no}")));
+            continue;
+        }
         if !path.is_file() {
             return Err(bad(
                 csv,
