@@ -32,6 +32,7 @@ mod views;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use shiftscope_sdk::DatasetInfo;
 use shiftscope_store::{Store, StoreError};
 
 pub use error::AnalysisError;
@@ -493,15 +494,44 @@ impl Analysis {
             .store
             .logits(dataset)
             .map_err(|e| self.store_error(e))?;
+        let subset = self.class_subset(dataset, logits.shape().1)?;
         let p = Arc::new(views::predictions(
             dataset,
             labels,
             &logits,
             rows,
             self.threads,
+            subset.as_deref(),
         ));
         *slot = Some(Arc::clone(&p));
         Ok(p)
+    }
+
+    /// The class subset a dataset declares (its catalog's `class_subset` parameter, e.g.
+    /// ImageNet-R's 200 of the 1,000 classes): predictions and accuracy use only those
+    /// logits. `None` for a dataset over all the model's classes.
+    pub fn class_subset(
+        &self,
+        dataset: usize,
+        classes: usize,
+    ) -> Result<Option<Vec<u32>>, AnalysisError> {
+        let Some(text) = self
+            .store
+            .manifest()
+            .datasets
+            .get(dataset)
+            .and_then(|d| d.params.get(DatasetInfo::CLASS_SUBSET))
+        else {
+            return Ok(None);
+        };
+        let subset = DatasetInfo::parse_class_subset(text)
+            .map_err(|e| self.invalid(format!("dataset {dataset}: {e}")))?;
+        if subset.is_empty() || subset.iter().any(|&c| c as usize >= classes) {
+            return Err(self.invalid(format!(
+                "dataset {dataset}: class_subset names classes outside the model's {classes}"
+            )));
+        }
+        Ok(Some(subset))
     }
 
     /// Accuracy of every dataset and its drop from the reference.

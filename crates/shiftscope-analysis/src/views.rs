@@ -147,13 +147,16 @@ pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.iter().map(|&e| (e / sum) as f32).collect()
 }
 
-/// Argmax and its probability for every row of `logits`, rows split over `threads`.
+/// Argmax and its probability for every row of `logits`, rows split over `threads`. With a
+/// class `subset` (a dataset whose images belong to some of the model's classes, e.g.
+/// ImageNet-R's 200 of 1,000) only those logits compete, and the softmax is over them.
 pub(crate) fn predictions(
     dataset: usize,
     labels: &[i32],
     logits: &LayerMatrix<'_>,
     rows: usize,
     threads: usize,
+    subset: Option<&[u32]>,
 ) -> Predictions {
     const ROWS: usize = 1024;
     let (_, k) = logits.shape();
@@ -162,19 +165,29 @@ pub(crate) fn predictions(
         let mut out = Vec::with_capacity(ROWS);
         for i in part * ROWS..((part + 1) * ROWS).min(rows) {
             let row = crate::pass::segment(logits, i, 0, k, &mut buffer);
-            let best = row.iter().enumerate().filter(|(_, v)| v.is_finite()).fold(
+            let competing = || -> Box<dyn Iterator<Item = (usize, f32)> + '_> {
+                match subset {
+                    None => Box::new(row.iter().copied().enumerate()),
+                    Some(classes) => Box::new(
+                        classes
+                            .iter()
+                            .filter_map(|&c| row.get(c as usize).map(|&v| (c as usize, v))),
+                    ),
+                }
+            };
+            let best = competing().filter(|(_, v)| v.is_finite()).fold(
                 None,
-                |best: Option<(usize, f32)>, (c, &v)| match best {
+                |best: Option<(usize, f32)>, (c, v)| match best {
                     Some((_, b)) if b >= v => best,
                     _ => Some((c, v)),
                 },
             );
             out.push(match best {
                 Some((c, m)) => {
-                    let sum: f32 = row
-                        .iter()
+                    let sum: f32 = competing()
+                        .map(|(_, v)| v)
                         .filter(|v| v.is_finite())
-                        .map(|&v| (v - m).exp())
+                        .map(|v| (v - m).exp())
                         .sum();
                     (c as u32, 1.0 / sum)
                 }

@@ -868,3 +868,57 @@ fn errors_name_the_store() {
     assert_eq!(s.normaliser_max, vec![3.0, 4.0]);
     assert!(!s.silent[1]);
 }
+
+#[test]
+fn a_declared_class_subset_restricts_predictions_and_accuracy_to_its_logits() {
+    // Four classes; the OOD set declares the subset {0, 2} (as ImageNet-R declares its 200 of
+    // 1,000). Class 1 has the largest logit in every row, so over all logits nothing is
+    // right; over the subset, rows 0 and 1 are right (labels 0 and 2) and row 2 is not.
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path(), Precision::F32, &[1], 4, &[]);
+    let manifest = shiftscope_store::Store::open(dir.path())
+        .unwrap()
+        .manifest()
+        .clone();
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    let mut store = StoreWriter::create(dir.path(), manifest).unwrap();
+    let logits = vec![
+        2.0, 9.0, 1.0, 0.0, // label 0: subset argmax 0
+        0.0, 9.0, 3.0, 5.0, // label 2: subset argmax 2 (3 is outside the subset)
+        4.0, 9.0, 1.0, 0.0, // label 2: subset argmax 0, wrong
+    ];
+    let labels = vec![0, 2, 2];
+    for (name, params, role) in [
+        ("full", BTreeMap::new(), Role::Id),
+        (
+            "subset",
+            BTreeMap::from([("class_subset".to_owned(), "0,2".to_owned())]),
+            Role::Ood,
+        ),
+    ] {
+        let mut writer = store.dataset(name, "test", params, role, 3).unwrap();
+        let layer = [0.0f32; 3];
+        writer
+            .write_rows(0, &labels, &logits, &[0u8; 3 * 2 * 2 * 3], &[&layer])
+            .unwrap();
+        writer.commit(3).unwrap();
+        writer.finish(&mut store).unwrap();
+    }
+    let a = Analysis::open(dir.path(), AnalysisParams::default()).unwrap();
+    assert_eq!(a.class_subset(0, 4).unwrap(), None);
+    assert_eq!(a.class_subset(1, 4).unwrap(), Some(vec![0, 2]));
+    let full = a.predictions(0).unwrap();
+    assert_eq!(full.predicted, vec![1, 1, 1]);
+    let sub = a.predictions(1).unwrap();
+    assert_eq!(sub.predicted, vec![0, 2, 0]);
+    // The softmax is over the subset: row 0 is softmax([2, 1])[0].
+    let p0 = 1.0 / (1.0 + (-1.0f32).exp());
+    assert!(
+        (sub.probability[0] - p0).abs() < 1e-6,
+        "{}",
+        sub.probability[0]
+    );
+    let acc = a.accuracy().unwrap();
+    assert_eq!((acc[0].correct, acc[0].images), (0, 3));
+    assert_eq!((acc[1].correct, acc[1].images), (2, 3));
+}
