@@ -183,8 +183,8 @@ fn the_panel_lists_the_neurons_behind_the_mistakes_and_the_repair() {
     harness.get_by_label("Repair of fc1:2: zeroed the outgoing weights");
     harness.get_by_label("75.0%");
     harness.get_by_label("90.0%");
-    harness.get_by_label("+15.0");
-    harness.get_by_label("-5.0");
+    harness.get_by_label("+15.00");
+    harness.get_by_label("-5.00");
 
     // While it loads, the panel says so and emits nothing.
     let loading: Loadable<MistakesView> = Loadable::Loading("explaining".into());

@@ -289,7 +289,7 @@ fn print_repair(out: &mut impl Write, repair: &DemoRepair) -> anyhow::Result<()>
             .find(|d| d.role == role && (role == "id" || d.name.ends_with("/permuted")))?;
         Some(100.0 * (d.after? - d.before?))
     };
-    let show = |x: Option<f64>| x.map_or_else(|| "?".to_owned(), |v| format!("{v:+.1}"));
+    let show = |x: Option<f64>| x.map_or_else(|| "?".to_owned(), |v| format!("{v:+.2}"));
     let best = [
         change(&repair.zeroed, "ood"),
         change(&repair.trained, "ood"),

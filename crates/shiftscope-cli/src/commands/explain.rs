@@ -410,7 +410,7 @@ pub(crate) fn print_report(out: &mut impl Write, report: &RepairReport) -> anyho
     let change = |b: Option<f64>, a: Option<f64>| {
         b.zip(a).map_or_else(
             || "-".to_owned(),
-            |(b, a)| format!("{:+.1}", 100.0 * (a - b)),
+            |(b, a)| format!("{:+.2}", 100.0 * (a - b)),
         )
     };
     let rows: Vec<[String; 5]> = report

@@ -283,7 +283,7 @@ fn repair_section(ui: &mut Ui, report: &RepairReport) {
                 ui.label(percent(d.after));
                 ui.label(d.before.zip(d.after).map_or_else(
                     || "-".to_owned(),
-                    |(b, a)| format!("{:+.1}", 100.0 * (a - b)),
+                    |(b, a)| format!("{:+.2}", 100.0 * (a - b)),
                 ));
                 ui.end_row();
             }
