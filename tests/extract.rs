@@ -409,6 +409,40 @@ fn features_of_a_recorded_layer_print_csi_write_the_nf_grid_and_cache() {
         table(&first[..first.find("Neuron Features:").unwrap()]),
         table(&again)
     );
+    // The report reads the cache: neurons.csv gains both CSI columns for the ID set, filled
+    // for conv2_relu and empty for the layers not computed.
+    let report = dir.path().join("report");
+    let out = Command::new(common::binary())
+        .args(["report", store.to_str().unwrap(), "--out"])
+        .arg(&report)
+        .arg("--no-figures")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(report.join("neurons.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let csi = header
+        .iter()
+        .position(|h| *h == "csi[colored-mnist/id]")
+        .unwrap_or_else(|| panic!("{header:?}"));
+    assert_eq!(header[csi + 1], "csi_clipped[colored-mnist/id]");
+    let cell = |layer: &str| -> Vec<String> {
+        csv.lines()
+            .skip(1)
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|r| r[1] == layer)
+            .map(|r| r[csi].to_owned())
+            .collect()
+    };
+    assert!(
+        cell("conv2_relu").iter().any(|v| v.parse::<f32>().is_ok()),
+        "{csv}"
+    );
+    assert!(cell("conv1_relu").iter().all(String::is_empty), "{csv}");
     // A layer that is not there is a clear error naming the layers.
     let out = Command::new(common::binary())
         .args(["features", store.to_str().unwrap(), "--layer", "nope"])

@@ -5,7 +5,8 @@
 //! - `summary.md`: model, datasets, accuracy and its drop from ID, per-layer mean spurious /
 //!   novelty / shift per OOD dataset, the most spurious and most novel neurons with their top
 //!   classes, silent/undefined and NaN/Inf counts, and the figures linked by relative path;
-//! - `neurons.csv`: one row per (layer, neuron) with every score (empty cell: undefined);
+//! - `neurons.csv`: one row per (layer, neuron) with every score (empty cell: undefined),
+//!   and the colour selectivity index (both variants) where `shiftscope features` cached it;
 //! - `images.csv`: one row per image: dataset, index, label, prediction, confidence, correct;
 //! - PNG figures drawn with `plotters` into memory and encoded with `png`: the layer shift
 //!   profile, score histograms per layer, and Deephys-style class × neuron heatmaps of class

@@ -1,8 +1,33 @@
 //! `neurons.csv` and `images.csv`.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
+use shiftscope_features::LayerFeatures;
+
 use crate::{Out, Report, ReportError, number};
+
+/// Per layer, the colour selectivity cached by `shiftscope features` (the largest N per
+/// dataset), and the datasets any layer has it for.
+fn cached_features(report: &Report<'_>) -> (Vec<Vec<LayerFeatures>>, BTreeSet<usize>) {
+    let (root, store) = (&report.store, report.analysis.store());
+    let per_layer: Vec<Vec<LayerFeatures>> = (0..store.manifest().layers.len())
+        .map(|l| {
+            let mut all = LayerFeatures::cached(store, root, l);
+            // Ordered by dataset then N: keep the last (largest N) of each dataset.
+            let mut kept: Vec<LayerFeatures> = Vec::new();
+            for f in all.drain(..) {
+                if kept.last().is_some_and(|k| k.dataset == f.dataset) {
+                    kept.pop();
+                }
+                kept.push(f);
+            }
+            kept
+        })
+        .collect();
+    let datasets = per_layer.iter().flatten().map(|f| f.dataset).collect();
+    (per_layer, datasets)
+}
 
 /// One row per (layer, neuron): every score; returns the rows written.
 pub(crate) fn write_neurons(report: &Report<'_>, path: &Path) -> Result<usize, ReportError> {
@@ -23,6 +48,12 @@ pub(crate) fn write_neurons(report: &Report<'_>, path: &Path) -> Result<usize, R
         let name = report.dataset_name(d);
         header.push(format!("rafegas[{name}]"));
         header.push(format!("morcos[{name}]"));
+    }
+    let (features, csi_datasets) = cached_features(report);
+    for &d in &csi_datasets {
+        let name = report.dataset_name(d);
+        header.push(format!("csi[{name}]"));
+        header.push(format!("csi_clipped[{name}]"));
     }
     header.push("top_classes".into());
     out.line(&header)?;
@@ -51,6 +82,15 @@ pub(crate) fn write_neurons(report: &Report<'_>, path: &Path) -> Result<usize, R
                 let layer = scores.datasets.get(d);
                 row.push(number(layer.and_then(|x| x.rafegas.get(n).copied())));
                 row.push(number(layer.and_then(|x| x.morcos.get(n).copied())));
+            }
+            for &d in &csi_datasets {
+                let f = features
+                    .get(l)
+                    .and_then(|fs| fs.iter().find(|f| f.dataset == d));
+                row.push(number(f.and_then(|f| f.csi.get(n).copied().flatten())));
+                row.push(number(
+                    f.and_then(|f| f.csi_clipped.get(n).copied().flatten()),
+                ));
             }
             let top = scores
                 .datasets
