@@ -740,3 +740,100 @@ fn demo_shows_the_colour_shortcut_and_its_spurious_neurons() {
         assert!(out_dir.join(file).exists(), "{file}");
     }
 }
+
+#[test]
+fn datasets_lists_and_previews_imagenet_layouts_from_a_config() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("data");
+    let config = imagenet::testdata::all_layouts(&data).unwrap();
+    let file = home.path().join("imagenet.ron");
+    std::fs::write(&file, &config).unwrap();
+    let given = format!("imagenet={}", file.display());
+    // Without a config the plugin lists nothing, says so, and the others are still listed.
+    let out = run(&["datasets"], home.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("cifar10/test"), "{stdout}");
+    assert!(
+        stdout
+            .contains("imagenet: no datasets with this config (none given: --config imagenet=FILE"),
+        "{stdout}"
+    );
+    let out = run(
+        &["datasets", "--only", "imagenet", "--config", &given],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    for name in [
+        "imagenet/val",
+        "imagenet-v2",
+        "imagenet-sketch",
+        "stylized-imagenet",
+        "imagenet-r",
+        "imagenet-a",
+        "imagenet-c/fog/3",
+        "folder/pets",
+        "folder/birds/group/water",
+    ] {
+        assert!(stdout.contains(name), "{name} missing from\n{stdout}");
+    }
+    // imagenet/val: 6 images, 1000 classes.
+    let val = stdout
+        .lines()
+        .find(|l| l.starts_with("imagenet/val "))
+        .unwrap();
+    let cells: Vec<&str> = val.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["natural", "6", "1000"], "{val}");
+    // Preview, with a corruption on the fly, the config given after the subcommand.
+    let sheet = home.path().join("sheet.png");
+    let out = run(
+        &[
+            "datasets",
+            "preview",
+            "imagenet-v2",
+            "imagenet-r+fog/3",
+            "folder/birds",
+            "--config",
+            &given,
+            "--out",
+            sheet.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("3 datasets"), "{stdout}");
+    assert!(std::fs::read(&sheet).unwrap().starts_with(b"\x89PNG"));
+    // A broken image stops the preview with an error naming the file.
+    let broken = data.join("pets/cat/img_0.JPEG");
+    std::fs::write(&broken, b"").unwrap();
+    let out = run(
+        &[
+            "datasets",
+            "--config",
+            &given,
+            "preview",
+            "folder/pets",
+            "--out",
+            sheet.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("img_0.JPEG: empty file (0 bytes)"),
+        "{stderr}"
+    );
+    let bad = run(
+        &["datasets", "--config", "imagenet=nothing.ron"],
+        home.path(),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("no such file"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

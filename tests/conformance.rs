@@ -250,3 +250,45 @@ fn cifar10_conforms_in_both_forms_over_procedural_and_real_layout_files_and_they
         "{e}"
     );
 }
+
+#[test]
+fn imagenet_conforms_in_both_forms_over_every_layout_and_they_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = imagenet::testdata::all_layouts(dir.path()).unwrap();
+    let builtin = Plugin::builtin_dataset::<imagenet::ImageNet>();
+    let loaded = dynamic("imagenet");
+    let a = builtin.create_dataset_source_unchecked(&config).unwrap();
+    check_dataset_source(a.as_ref()).assert_passed(150);
+    let checked = builtin.create_dataset_source(&config).unwrap();
+    check_dataset_source(checked.as_ref()).assert_passed(150);
+    let b = loaded.create_dataset_source_unchecked(&config).unwrap();
+    check_dataset_source(b.as_ref()).assert_passed(150);
+    assert_eq!(b.outstanding_outputs(), Some(0));
+    let catalog = a.catalog().unwrap();
+    assert_eq!(catalog.len(), 12);
+    assert_eq!(catalog, b.catalog().unwrap());
+    for entry in &catalog {
+        let (da, db) = (a.open(&entry.name).unwrap(), b.open(&entry.name).unwrap());
+        assert_eq!(da.classes(), db.classes());
+        for i in [0, da.len() - 1] {
+            assert_eq!(da.get(i).unwrap(), db.get(i).unwrap(), "{} {i}", entry.name);
+        }
+    }
+    // The class subset crosses the ABI with the catalog.
+    let r = catalog.iter().find(|e| e.name == "imagenet-r").unwrap();
+    assert_eq!(
+        r.class_subset().unwrap().unwrap(),
+        imagenet::Subset::R.indices().unwrap()
+    );
+    // On-the-fly corruption through the library.
+    let fog = b.open("imagenet/val+fog/2").unwrap();
+    assert_ne!(
+        fog.get(0).unwrap(),
+        b.open("imagenet/val").unwrap().get(0).unwrap()
+    );
+    // Without roots the plugin offers nothing and says why when asked for a name.
+    let bare = loaded.create_dataset_source("").unwrap();
+    assert!(bare.catalog().unwrap().is_empty());
+    let e = bare.open("imagenet/val").err().unwrap().to_string();
+    assert!(e.contains("no roots configured"), "{e}");
+}

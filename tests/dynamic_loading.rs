@@ -195,3 +195,33 @@ fn instances_outlive_their_registry_because_libraries_are_never_unloaded() {
     };
     assert_eq!(dataset.get(1).unwrap().label, 1);
 }
+
+#[test]
+fn imagenet_reads_trees_through_the_library_and_its_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("val");
+    let (wnids, _) = imagenet::imagenet_classes().unwrap();
+    imagenet::testdata::jpeg_tree(&root, &[&wnids[3]], 1).unwrap();
+    std::fs::write(root.join(&wnids[3]).join("zz.JPEG"), b"").unwrap();
+    let plugin = Plugin::load(&common::library("imagenet"), Origin::CommandLine).unwrap();
+    assert_eq!(plugin.info().name, "imagenet");
+    assert_eq!(plugin.info().kind, PluginKindName::DatasetSource);
+    let config = format!(
+        "(roots: {{\"imagenet/val\": {:?}}})",
+        root.display().to_string()
+    );
+    let source = plugin.create_dataset_source(&config).unwrap();
+    let d = source.open("imagenet/val").unwrap();
+    assert_eq!(d.len(), 2);
+    assert_eq!(d.get(0).unwrap().label, 3);
+    let e = d.get(1).unwrap_err();
+    assert!(
+        e.to_string().contains("zz.JPEG: empty file (0 bytes)"),
+        "{e}"
+    );
+    // A bad config is an error from the library, not a crash.
+    let e = plugin.create_dataset_source("(roots: 3)").err().unwrap();
+    assert!(e.to_string().contains("imagenet config"), "{e}");
+    drop(d);
+    assert_eq!(source.outstanding_outputs(), Some(0));
+}

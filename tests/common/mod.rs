@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Every plugin package the tests load dynamically.
-pub(crate) const PLUGIN_PACKAGES: [&str; 9] = [
+pub(crate) const PLUGIN_PACKAGES: [&str; 10] = [
     "cifar10",
+    "imagenet",
     "colored-mnist",
     "example-shift",
     "example-model",

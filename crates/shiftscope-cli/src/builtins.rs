@@ -9,6 +9,7 @@ pub(crate) fn builtin_plugins() -> Vec<Plugin> {
         Plugin::builtin_dataset::<cifar10::Cifar10>(),
         Plugin::builtin_dataset::<colored_mnist::ColoredMnist>(),
         Plugin::builtin_dataset::<example_shift::ExampleShift>(),
+        Plugin::builtin_dataset::<imagenet::ImageNet>(),
         Plugin::builtin_model::<example_model::ExampleModel>(),
         Plugin::builtin_model::<shiftscope_onnx::OnnxModel>(),
     ]

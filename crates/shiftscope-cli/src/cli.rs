@@ -251,6 +251,12 @@ pub(crate) struct DatasetsArgs {
     /// Only the datasets of this plugin.
     #[arg(long, value_name = "PLUGIN")]
     pub(crate) only: Option<String>,
+
+    /// A plugin's config: `PLUGIN=FILE` (a RON file) or `PLUGIN=RON` inline, e.g.
+    /// `--config imagenet=imagenet.ron` naming the ImageNet roots; repeatable. Applies to the
+    /// listing, `preview` and `export`; plugins not named get their default config.
+    #[arg(long = "config", value_name = "PLUGIN=FILE|RON", global = true)]
+    pub(crate) configs: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

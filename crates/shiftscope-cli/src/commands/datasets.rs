@@ -1,6 +1,8 @@
 //! `shiftscope datasets`: every catalog entry of every dataset-source plugin.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 
 use shiftscope_host::{PluginKindName, SearchPath};
 
@@ -13,15 +15,48 @@ use crate::builtins::registry;
 use crate::cli::{Cli, DatasetsAction, DatasetsArgs, ExportArgs, PreviewArgs};
 use crate::table::write_table;
 
+/// Plugin configs by plugin name, from `--config PLUGIN=FILE|RON`.
+type Configs = BTreeMap<String, String>;
+
+fn plugin_configs(args: &DatasetsArgs) -> anyhow::Result<Configs> {
+    let mut configs = Configs::new();
+    for given in &args.configs {
+        let (plugin, value) = given.split_once('=').with_context(|| {
+            format!(
+                "--config {given}: expected PLUGIN=FILE or PLUGIN=RON, e.g. imagenet=imagenet.ron"
+            )
+        })?;
+        let path = Path::new(value);
+        let text = if path.is_file() {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--config {plugin}: reading {}", path.display()))?
+        } else if value.trim_start().starts_with('(') {
+            value.to_owned()
+        } else {
+            anyhow::bail!(
+                "--config {plugin}={value}: no such file, and not inline RON (which starts with '(')"
+            );
+        };
+        configs.insert(plugin.to_owned(), text);
+    }
+    Ok(configs)
+}
+
 pub(crate) fn run(cli: &Cli, args: &DatasetsArgs) -> anyhow::Result<()> {
     let registry = registry(&SearchPath::standard(&cli.plugin_paths))?;
+    let configs = plugin_configs(args)?;
     match &args.action {
-        Some(DatasetsAction::Preview(preview_args)) => return preview(&registry, preview_args),
-        Some(DatasetsAction::Export(export_args)) => return export(&registry, export_args),
+        Some(DatasetsAction::Preview(preview_args)) => {
+            return preview(&registry, &configs, preview_args);
+        }
+        Some(DatasetsAction::Export(export_args)) => {
+            return export(&registry, &configs, export_args);
+        }
         None => {}
     }
     let mut rows: Vec<[String; 5]> = Vec::new();
     let mut problems = Vec::new();
+    let mut empty = Vec::new();
     for plugin in registry.plugins() {
         let info = plugin.info();
         if info.kind != PluginKindName::DatasetSource
@@ -29,9 +64,13 @@ pub(crate) fn run(cli: &Cli, args: &DatasetsArgs) -> anyhow::Result<()> {
         {
             continue;
         }
-        // Each plugin with its default config; one that needs a config says why.
-        let listed = plugin.create_dataset_source("").and_then(|source| {
+        // Each plugin with its config (default: none); one that needs a config says why.
+        let config = configs.get(&info.name).map_or("", String::as_str);
+        let listed = plugin.create_dataset_source(config).and_then(|source| {
             let catalog = source.catalog()?;
+            if catalog.is_empty() {
+                empty.push(info.name.clone());
+            }
             let mut listed = Vec::new();
             for entry in catalog {
                 let dataset = source.open(&entry.name)?;
@@ -60,10 +99,21 @@ pub(crate) fn run(cli: &Cli, args: &DatasetsArgs) -> anyhow::Result<()> {
     if args.only.is_none() {
         writeln!(
             out,
-            "\nOn the fly, the built-in colored-mnist and cifar10 datasets take a corruption: \
-         NAME+<corruption>/<severity 1-5>, e.g. cifar10/test+fog/3. Corruptions (Hendrycks & \
-         Dietterich): {}.",
+            "\nOn the fly, the built-in colored-mnist, cifar10 and imagenet datasets take a \
+         corruption: NAME+<corruption>/<severity 1-5>, e.g. cifar10/test+fog/3. Corruptions \
+         (Hendrycks & Dietterich): {}.",
             shiftscope_corrupt::Corruption::valid_names()
+        )?;
+    }
+    for plugin in empty {
+        writeln!(
+            out,
+            "\n{plugin}: no datasets with this config{}",
+            if configs.contains_key(&plugin) {
+                String::new()
+            } else {
+                format!(" (none given: --config {plugin}=FILE names its data)")
+            }
         )?;
     }
     for problem in problems {
@@ -79,7 +129,11 @@ pub(crate) fn run(cli: &Cli, args: &DatasetsArgs) -> anyhow::Result<()> {
 
 /// Opens `name` from the dataset plugin whose name is its first segment (any plugin that
 /// accepts it otherwise), with the plugin's default config; returns it with its catalog line.
-fn open(registry: &Registry, name: &str) -> anyhow::Result<(Box<dyn Dataset>, String)> {
+fn open(
+    registry: &Registry,
+    configs: &Configs,
+    name: &str,
+) -> anyhow::Result<(Box<dyn Dataset>, String)> {
     let prefix = name.split('/').next().unwrap_or(name);
     let mut candidates: Vec<_> = registry
         .plugins()
@@ -89,7 +143,8 @@ fn open(registry: &Registry, name: &str) -> anyhow::Result<(Box<dyn Dataset>, St
     candidates.sort_by_key(|p| p.info().name != prefix);
     let mut reasons = Vec::new();
     for plugin in candidates {
-        let opened = plugin.create_dataset_source("").and_then(|source| {
+        let config = configs.get(&plugin.info().name).map_or("", String::as_str);
+        let opened = plugin.create_dataset_source(config).and_then(|source| {
             // An on-the-fly shift (`base+fog/3`) is described by its base's entry.
             let (base, shift) = name.split_once('+').unwrap_or((name, ""));
             let catalog = source.catalog()?;
@@ -115,10 +170,10 @@ fn open(registry: &Registry, name: &str) -> anyhow::Result<(Box<dyn Dataset>, St
     anyhow::bail!("no dataset plugin opens '{name}': {}", reasons.join("; "))
 }
 
-fn preview(registry: &Registry, args: &PreviewArgs) -> anyhow::Result<()> {
+fn preview(registry: &Registry, configs: &Configs, args: &PreviewArgs) -> anyhow::Result<()> {
     let mut blocks = Vec::new();
     for name in &args.names {
-        let (dataset, description) = open(registry, name)?;
+        let (dataset, description) = open(registry, configs, name)?;
         let samples = (0..args.count.min(dataset.len()))
             .map(|i| {
                 let sample = dataset.get(i)?;
@@ -195,10 +250,10 @@ fn read_range(
     Ok(samples)
 }
 
-fn export(registry: &Registry, args: &ExportArgs) -> anyhow::Result<()> {
+fn export(registry: &Registry, configs: &Configs, args: &ExportArgs) -> anyhow::Result<()> {
     use npyz::WriterBuilder;
 
-    let (dataset, description) = open(registry, &args.name)?;
+    let (dataset, description) = open(registry, configs, &args.name)?;
     let n = args.limit.unwrap_or(usize::MAX).min(dataset.len());
     anyhow::ensure!(n > 0, "{} holds no images", args.name);
     let first = dataset
