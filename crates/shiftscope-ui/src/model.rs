@@ -433,6 +433,8 @@ pub struct ViewModel {
     pub thumbs: Thumbs,
     /// The live image's results (live mode).
     pub live: Loadable<LiveView>,
+    /// The Mistakes panel's class, explained.
+    pub mistakes: Loadable<crate::panels::MistakesView>,
 }
 
 /// A detail to fetch, for a worker.
@@ -643,6 +645,7 @@ impl ViewModel {
             class: Loadable::Empty,
             thumbs: Thumbs::new(),
             live: Loadable::Empty,
+            mistakes: Loadable::Empty,
         })
     }
 

@@ -21,17 +21,20 @@ pub enum Panel {
     /// An image from outside the store run through the model: predictions, top neurons, the
     /// selected layer's channel maps.
     Live,
+    /// The neurons responsible for the selected class's mistakes, and the repair.
+    Mistakes,
 }
 
 impl Panel {
     /// Every panel, in tab order.
-    pub const ALL: [Panel; 6] = [
+    pub const ALL: [Panel; 7] = [
         Panel::Study,
         Panel::Neuron,
         Panel::Image,
         Panel::Category,
         Panel::Overview,
         Panel::Live,
+        Panel::Mistakes,
     ];
 
     /// Its tab label.
@@ -43,6 +46,7 @@ impl Panel {
             Panel::Category => "Category",
             Panel::Overview => "Overview",
             Panel::Live => "Live",
+            Panel::Mistakes => "Mistakes",
         }
     }
 }

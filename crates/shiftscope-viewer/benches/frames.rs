@@ -22,7 +22,7 @@ use std::process::Command;
 use shiftscope_testkit::store::SyntheticStore;
 use shiftscope_ui::Measure;
 use shiftscope_viewer::headless::HeadlessX;
-use shiftscope_viewer::{Action, ViewerOptions, run_viewer};
+use shiftscope_viewer::{Action, ViewerOptions, Workers, run_viewer};
 
 const CHILD: &str = "SHIFTSCOPE_BENCH_FRAMES_STORE";
 
@@ -45,7 +45,7 @@ fn child(store: PathBuf) {
         Action::Wait(30),
         Action::Frames(frames, "empty".into()),
     ];
-    if let Err(e) = run_viewer(&options, None) {
+    if let Err(e) = run_viewer(&options, Workers::default()) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

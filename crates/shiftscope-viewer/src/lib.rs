@@ -22,6 +22,7 @@ pub mod layout;
 pub mod live;
 pub mod loader;
 pub mod map;
+pub mod mistakes;
 pub mod script;
 pub mod session;
 pub mod ui;
@@ -123,23 +124,31 @@ impl ViewerOptions {
     }
 }
 
-/// Opens the viewer and blocks until its window closes (or, with a screenshot or a script,
-/// until they are done). With `live`, images dropped on the window (or `--live`) run through
-/// the store's model, which `live` opens on the live worker thread.
-pub fn run_viewer(
-    options: &ViewerOptions,
-    live: Option<live::LiveOpener>,
-) -> Result<(), ViewerError> {
-    run_viewer_with(options, live, None)
+/// The worker threads that need the store's model, which only the binary can open (it owns
+/// the plugin registry). Each is optional: without it, its panel says what is missing.
+#[derive(Default)]
+pub struct Workers {
+    /// Live mode: images dropped on the window (or `--live`) through the model.
+    pub live: Option<live::LiveOpener>,
+    /// The Neuron panel's Compute button: colour selectivity and Neuron Features.
+    pub features: Option<features::FeaturesRunner>,
+    /// The Mistakes panel: responsible neurons of the selected class, and the repair.
+    pub mistakes: Option<mistakes::MistakesRunner>,
 }
 
-/// [`run_viewer`], and with `features` the Neuron panel's Compute button computes colour
-/// selectivity and Neuron Features on the worker thread `shiftscope-features`.
-pub fn run_viewer_with(
-    options: &ViewerOptions,
-    live: Option<live::LiveOpener>,
-    features: Option<features::FeaturesRunner>,
-) -> Result<(), ViewerError> {
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers")
+            .field("live", &self.live.is_some())
+            .field("features", &self.features.is_some())
+            .field("mistakes", &self.mistakes.is_some())
+            .finish()
+    }
+}
+
+/// Opens the viewer and blocks until its window closes (or, with a screenshot or a script,
+/// until they are done). `workers` run what needs the model, each on its own thread.
+pub fn run_viewer(options: &ViewerOptions, workers: Workers) -> Result<(), ViewerError> {
     if !options.store.is_dir() {
         return Err(ViewerError::NoStore(options.store.clone()));
     }
@@ -148,8 +157,15 @@ pub fn run_viewer_with(
     // Timing frames means drawing flat out, not at the display's refresh rate.
     let timing = actions.iter().any(|a| matches!(a, Action::Frames(..)));
     let loader = loader::Loader::spawn(options.store.clone(), LoadOptions::default())?;
-    let live_worker = live.map(live::LiveWorker::spawn).transpose()?;
-    let features_worker = features.map(features::FeaturesWorker::spawn).transpose()?;
+    let live_worker = workers.live.map(live::LiveWorker::spawn).transpose()?;
+    let features_worker = workers
+        .features
+        .map(features::FeaturesWorker::spawn)
+        .transpose()?;
+    let mistakes_worker = workers
+        .mistakes
+        .map(mistakes::MistakesWorker::spawn)
+        .transpose()?;
     let (w, h) = options.size;
     let mut app = App::new();
     app.add_plugins(
@@ -178,6 +194,7 @@ pub fn run_viewer_with(
     .add_plugins((
         live::LivePlugin,
         features::FeaturesPlugin,
+        mistakes::MistakesPlugin,
         bevy_egui::EguiPlugin::default(),
         session::SessionPlugin,
         camera::CameraPlugin,
@@ -192,6 +209,9 @@ pub fn run_viewer_with(
         app.insert_resource(worker);
     }
     if let Some(worker) = features_worker {
+        app.insert_resource(worker);
+    }
+    if let Some(worker) = mistakes_worker {
         app.insert_resource(worker);
     }
     match app.run() {

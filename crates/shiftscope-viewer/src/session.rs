@@ -103,6 +103,8 @@ pub struct Session {
     pub feature_requests: Vec<(usize, usize, usize)>,
     /// Whether the features worker is running one.
     pub features_busy: bool,
+    /// Whether the mistakes worker is explaining a class.
+    pub mistakes_busy: bool,
 }
 
 impl Session {
@@ -121,6 +123,8 @@ impl Session {
             && !self.live_busy
             && self.feature_requests.is_empty()
             && !self.features_busy
+            && !self.mistakes_busy
+            && !matches!(vm.mistakes, Loadable::Loading(_))
             && !matches!(vm.live, Loadable::Loading(_))
             && inputs_here
             && !matches!(vm.neuron, Loadable::Loading(_))

@@ -49,9 +49,24 @@ pub(crate) fn open_decision(
     model: Option<&Path>,
     layer: Option<&str>,
 ) -> anyhow::Result<Decision> {
+    open_decision_with(
+        &SearchPath::standard(&cli.plugin_paths),
+        store,
+        model,
+        layer,
+    )
+}
+
+/// [`open_decision`] with the plugins of `search` (for the viewer's worker thread).
+pub(crate) fn open_decision_with(
+    search: &SearchPath,
+    store: &Path,
+    model: Option<&Path>,
+    layer: Option<&str>,
+) -> anyhow::Result<Decision> {
     let analysis = Analysis::open(store, AnalysisParams::default())?;
     let manifest = analysis.store().manifest();
-    let registry = registry(&SearchPath::standard(&cli.plugin_paths))?;
+    let registry = registry(search)?;
     let (model_path, decision, adapter) =
         shiftscope_runtime::store_decision_layer(store, manifest, &registry, model)
             .map_err(anyhow::Error::msg)?;
@@ -279,7 +294,7 @@ pub(crate) fn top_spurious(
 
 /// The folder and model file of a repair's output: `--out` (else `<store>-repaired`) and the
 /// model next to it as `<folder>.onnx`.
-fn outputs(store: &Path, out: Option<&Path>) -> (PathBuf, PathBuf) {
+pub(crate) fn outputs(store: &Path, out: Option<&Path>) -> (PathBuf, PathBuf) {
     let folder = out.map_or_else(
         || {
             let name = store

@@ -1,11 +1,14 @@
 //! `shiftscope view <store>`: the viewer, or its screenshots and scripts.
 
 use anyhow::{Context, bail};
+use shiftscope_analysis::mistakes::RepairReport;
 use shiftscope_host::SearchPath;
 use shiftscope_runtime::LiveModel;
+use shiftscope_ui::MistakesView;
 use shiftscope_viewer::features::FeaturesRunner;
 use shiftscope_viewer::live::LiveOpener;
-use shiftscope_viewer::{ViewerOptions, run_viewer_with, script};
+use shiftscope_viewer::mistakes::MistakesRunner;
+use shiftscope_viewer::{ViewerOptions, Workers, run_viewer, script};
 
 use crate::builtins::registry;
 use crate::cli::{Cli, ViewArgs};
@@ -76,6 +79,40 @@ pub(crate) fn run(cli: &Cli, args: &ViewArgs) -> anyhow::Result<()> {
             path.display()
         ))
     });
-    run_viewer_with(&options, Some(opener), Some(features))?;
+    // The Mistakes panel: the selected class's responsible neurons on the viewer's mistakes
+    // worker (the store and its model's decision layer opened there on first use), with the
+    // repair's accuracies when `shiftscope repair` has written `<store>-repaired/repair.json`.
+    let store = args.store.clone();
+    let search = SearchPath::standard(&cli.plugin_paths);
+    let mut decision: Option<super::explain::Decision> = None;
+    let mistakes: MistakesRunner = Box::new(move |class| {
+        if decision.is_none() {
+            decision = Some(
+                super::explain::open_decision_with(&search, &store, None, None)
+                    .map_err(|e| format!("{e:#}"))?,
+            );
+        }
+        let Some(d) = decision.as_ref() else {
+            return Err("the decision layer could not be opened".into());
+        };
+        let view = MistakesView::load(&d.analysis, d.features, class, d.linear(), 8)
+            .map_err(|e| e.to_string())?;
+        let (folder, _) = super::explain::outputs(&store, None);
+        let report = folder.join("repair.json");
+        Ok(match std::fs::read_to_string(&report) {
+            Ok(text) => view.with_repair(
+                RepairReport::from_json(&text).map_err(|e| format!("{}: {e}", report.display()))?,
+            ),
+            Err(_) => view,
+        })
+    });
+    run_viewer(
+        &options,
+        Workers {
+            live: Some(opener),
+            features: Some(features),
+            mistakes: Some(mistakes),
+        },
+    )?;
     Ok(())
 }

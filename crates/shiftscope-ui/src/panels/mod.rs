@@ -65,5 +65,6 @@ pub fn show_panel(ui: &mut Ui, vm: &ViewModel, state: &UiState, panel: Panel) ->
         Panel::Category => category_panel(ui, vm, state),
         Panel::Overview => overview_panel(ui, vm, state),
         Panel::Live => live_panel(ui, vm, state),
+        Panel::Mistakes => mistakes_panel(ui, &vm.mistakes),
     }
 }
