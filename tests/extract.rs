@@ -522,3 +522,46 @@ fn the_demo_cnns_colour_following_units_lose_their_response_on_grey_versions() {
     );
     assert!(conv1 < logits, "conv1 {conv1} vs logits {logits}");
 }
+
+#[test]
+fn imagenet_folders_record_by_name_alone_and_on_the_fly_shifts_keep_their_base_params() {
+    let dir = tempfile::tempdir().unwrap();
+    imagenet::testdata::jpeg_tree(&dir.path().join("pets"), &["cat", "dog"], 3).unwrap();
+    let imagenet_config = format!(
+        "(roots: {{\"folder/pets\": {:?}}})",
+        dir.path().join("pets").display().to_string()
+    );
+    // No `plugin:` given: `folder/pets` is found in the imagenet plugin's catalog.
+    let text = format!(
+        r#"(
+    store: "store",
+    model: (
+        path: {model:?},
+        threads: 1,
+        preprocessing: (resize: 16, crop: 16, mean: (0.5, 0.5, 0.5), std: (0.5, 0.5, 0.5)),
+    ),
+    datasets: [(name: "folder/pets"), (name: "folder/pets+fog/2")],
+    plugins: {{"imagenet": {imagenet_config:?}}},
+    recording: (batch_size: 4, readers: 1, thumb: 16, commit_seconds: 0),
+)"#,
+        model = common::model("cnn.onnx")
+    );
+    let config = dir.path().join("study.ron");
+    std::fs::write(&config, text).unwrap();
+    let out = extract(&config);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let m = store.manifest();
+    assert_eq!(m.datasets.len(), 2);
+    assert!(m.datasets.iter().all(|d| d.complete && d.len == 6));
+    assert_eq!(m.datasets[0].plugin, "imagenet");
+    assert_eq!(store.labels(0).unwrap(), [0, 0, 0, 1, 1, 1]);
+    let shifted = &m.datasets[1].params;
+    assert_eq!(shifted.get("layout").map(String::as_str), Some("Folder"));
+    assert_eq!(shifted.get("on_the_fly").map(String::as_str), Some("fog/2"));
+}

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender, bounded};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shiftscope_host::Registry;
 use shiftscope_host::checked::CheckedModel;
+use shiftscope_host::{PluginKindName, Registry};
 use shiftscope_sdk::{
     Dataset, ModelAdapter, ModelDescription, PluginError, Pooling, TensorRef, select_layers,
 };
@@ -459,6 +459,45 @@ pub fn shard_rows(total: usize, batch: usize, shard: Shard) -> (usize, usize) {
     (first.min(total), end)
 }
 
+/// The plugin offering a dataset: the one the config names; else the name's first segment
+/// when a dataset source is called that; else the first dataset source whose catalog lists
+/// the name or its base before `+` (e.g. `imagenet-r` and `folder/waterbirds`, offered by the
+/// imagenet plugin from its configured roots).
+fn dataset_plugin(
+    config: &StudyConfig,
+    registry: &Registry,
+    entry: &crate::DatasetConfig,
+) -> Result<String, ExtractError> {
+    let first = entry.plugin();
+    let is_source = |name: &str| {
+        registry
+            .get(name)
+            .is_some_and(|p| p.info().kind == PluginKindName::DatasetSource)
+    };
+    if entry.plugin.is_some() || is_source(first) {
+        return Ok(first.to_owned());
+    }
+    let base = entry.name.split('+').next().unwrap_or(&entry.name);
+    for plugin in registry.plugins() {
+        let info = plugin.info();
+        if info.kind != PluginKindName::DatasetSource {
+            continue;
+        }
+        let plugin_config = config.plugins.get(&info.name).map_or("", String::as_str);
+        let Ok(source) = plugin.create_dataset_source(plugin_config) else {
+            continue;
+        };
+        if source
+            .catalog()
+            .is_ok_and(|catalog| catalog.iter().any(|e| e.name == base))
+        {
+            return Ok(info.name.clone());
+        }
+    }
+    // The registry's own error names the plugins it knows.
+    Ok(first.to_owned())
+}
+
 /// Records every dataset of `config` (the ID one first) into its store, skipping complete
 /// datasets and resuming incomplete ones. With `shard`, records only that shard's slice of
 /// every dataset, into the shard's own store (see [`shard_store`]).
@@ -491,19 +530,31 @@ pub fn extract(
     order.sort_by_key(|&i| roles[i] != Role::Id);
     let mut sources = Vec::new();
     let mut opened = Vec::new();
+    // The plugin each dataset came from, by config index.
+    let mut plugins = vec![String::new(); config.datasets.len()];
     for &i in &order {
         let entry = &config.datasets[i];
-        let plugin = entry.plugin();
-        let plugin_config = config.plugins.get(plugin).map_or("", String::as_str);
-        let source = registry.create_dataset_source(plugin, plugin_config)?;
+        let plugin = dataset_plugin(config, registry, entry)?;
+        plugins[i].clone_from(&plugin);
+        let plugin_config = config.plugins.get(&plugin).map_or("", String::as_str);
+        let source = registry.create_dataset_source(&plugin, plugin_config)?;
         let dataset = source.open(&entry.name)?;
-        // The shift's parameters as the catalog gives them, and the plugin config used.
-        let mut params: BTreeMap<String, String> = source
-            .catalog()?
-            .into_iter()
+        // The shift's parameters as the catalog gives them (for an on-the-fly shift
+        // `base+fog/3`, the base's and the shift), and the plugin config used.
+        let catalog = source.catalog()?;
+        let (base, on_the_fly) = match entry.name.split_once('+') {
+            Some((base, shift)) => (base, Some(shift)),
+            None => (entry.name.as_str(), None),
+        };
+        let mut params: BTreeMap<String, String> = catalog
+            .iter()
             .find(|info| info.name == entry.name)
-            .map(|info| info.params.into_iter().collect())
+            .or_else(|| catalog.iter().find(|info| info.name == base))
+            .map(|info| info.params.iter().cloned().collect())
             .unwrap_or_default();
+        if let Some(shift) = on_the_fly {
+            params.insert("on_the_fly".to_owned(), shift.to_owned());
+        }
         if !plugin_config.is_empty() {
             params.insert("plugin_config".to_owned(), plugin_config.to_owned());
         }
@@ -602,7 +653,7 @@ pub fn extract(
         };
         let writer = store.dataset_part(
             &entry.name,
-            entry.plugin(),
+            &plugins[i],
             params,
             roles[i],
             part.map_or(rows, |p| p.0),
