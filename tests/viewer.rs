@@ -281,3 +281,63 @@ fn the_neuron_panels_compute_runs_the_model_and_the_map_colours_by_csi() {
     assert!(again.contains("from the cache"), "{again}\n{stderr}");
     assert!(again.contains("most colour-selective"), "{again}");
 }
+
+#[test]
+fn live_mode_and_the_mistakes_panel_run_their_workers() {
+    let Some(x) = xvfb() else {
+        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    // A live image: a 28×28 red square on black, as a PNG.
+    let image = dir.path().join("square.png");
+    let mut rgb = vec![0u8; 28 * 28 * 3];
+    for y in 8..20 {
+        for x in 8..20 {
+            rgb[(y * 28 + x) * 3] = 230;
+        }
+    }
+    let file = std::fs::File::create(&image).unwrap();
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), 28, 28);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .unwrap()
+        .write_image_data(&rgb)
+        .unwrap();
+    let live_shot = dir.path().join("live.png");
+    let mistakes_shot = dir.path().join("mistakes.png");
+    // Each screenshot waits until its worker has answered.
+    let script = dir.path().join("workers.ron");
+    std::fs::write(
+        &script,
+        format!(
+            "[Live({image:?}), Select(\"conv2\", 1), Screenshot({live_shot:?}), \
+             SelectClass(3), Panel(\"mistakes\"), Screenshot({mistakes_shot:?})]"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(common::binary())
+        .args(["-v", "view", store.to_str().unwrap(), "--script"])
+        .arg(&script)
+        .env("DISPLAY", &x.display)
+        .env("XDG_RUNTIME_DIR", x._runtime.path())
+        .env("WGPU_BACKEND", "vulkan")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "view failed:\n{stdout}\n{stderr}");
+    assert!(live_shot.is_file() && mistakes_shot.is_file());
+    // The live worker ran the model on the file; the mistakes worker explained class 3 on
+    // both datasets through fc1 (the demo CNN's decision-layer input).
+    assert!(stderr.contains("live: square.png is "), "{stderr}");
+    assert!(
+        stderr.contains("mistakes of class 3 explained on 2 datasets through fc1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+}

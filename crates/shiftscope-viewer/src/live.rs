@@ -183,8 +183,22 @@ fn receive_results(mut session: ResMut<Session>, worker: Option<ResMut<LiveWorke
             continue;
         };
         vm.live = match result {
-            Ok(out) => Loadable::Ready(view_of(out, generation)),
-            Err(e) => Loadable::Failed(e),
+            Ok(out) => {
+                let view = view_of(out, generation);
+                if let Some(&(class, p)) = view.predictions.first() {
+                    tracing::info!(
+                        "live: {} is {} ({:.1}%)",
+                        view.name,
+                        vm.class_name(class),
+                        p * 100.0
+                    );
+                }
+                Loadable::Ready(view)
+            }
+            Err(e) => {
+                tracing::error!("live: {e}");
+                Loadable::Failed(e)
+            }
         };
         session.live_generation = generation;
         session.revision += 1;

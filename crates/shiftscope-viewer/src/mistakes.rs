@@ -105,8 +105,19 @@ fn receive(mut session: ResMut<Session>, worker: Option<ResMut<MistakesWorker>>)
         }
         if let Some(vm) = session.vm.as_mut() {
             vm.mistakes = match result {
-                Ok(view) => Loadable::Ready(view),
-                Err(e) => Loadable::Failed(e),
+                Ok(view) => {
+                    tracing::info!(
+                        "mistakes of class {} explained on {} datasets through {}",
+                        view.classes.get(class).map_or("?", String::as_str),
+                        view.datasets.len(),
+                        view.layer_name
+                    );
+                    Loadable::Ready(view)
+                }
+                Err(e) => {
+                    tracing::error!("explaining class {class}: {e}");
+                    Loadable::Failed(e)
+                }
             };
         }
     }
