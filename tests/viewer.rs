@@ -20,6 +20,7 @@ struct Xvfb {
     child: Child,
     display: String,
     _runtime: tempfile::TempDir,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Drop for Xvfb {
@@ -37,10 +38,18 @@ impl Drop for Xvfb {
     }
 }
 
+/// The viewer tests run one at a time (each holds this while its Xvfb lives): two servers
+/// started at once could both claim a display number, and two software renderers on 2 cores
+/// only slow each other down.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn xvfb() -> Option<Xvfb> {
     if Command::new("Xvfb").arg("-help").output().is_err() {
         return None;
     }
+    let serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for n in 140..200 {
         if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
             || Path::new(&format!("/tmp/.X{n}-lock")).exists()
@@ -57,10 +66,17 @@ fn xvfb() -> Option<Xvfb> {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
             if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                // The socket may be another process's server that took the number first:
+                // ours would then exit at once.
+                std::thread::sleep(Duration::from_millis(300));
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
                 return Some(Xvfb {
                     child,
                     display,
                     _runtime: tempfile::tempdir().unwrap(),
+                    _serial: serial,
                 });
             }
             if child.try_wait().unwrap().is_some() {

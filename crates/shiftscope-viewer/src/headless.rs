@@ -47,6 +47,12 @@ impl HeadlessX {
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(10) {
                 if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    // The socket may be another process's server that took the number
+                    // first: ours would then exit at once.
+                    std::thread::sleep(Duration::from_millis(300));
+                    if child.try_wait().ok().flatten().is_some() {
+                        break;
+                    }
                     return Ok(HeadlessX {
                         child,
                         display,
