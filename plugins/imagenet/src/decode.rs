@@ -125,6 +125,11 @@ fn decode_jpeg(bytes: &[u8], options: DecodeOptions) -> Result<Decoded, String> 
     let (full_w, full_h) = (u32::from(info.width), u32::from(info.height));
     check_size(full_w, full_h, options)?;
     let d = jpeg_scale(full_w, full_h, options.min_side);
+    if d == 1
+        && let Some(decoded) = decode_jpeg_full(bytes, options)
+    {
+        return Ok(decoded);
+    }
     if d > 1 {
         // jpeg-decoder picks the smallest scale at least this large.
         let want = |side: u32| u16::try_from(side.div_ceil(d)).unwrap_or(u16::MAX);
@@ -164,6 +169,31 @@ fn decode_jpeg(bytes: &[u8], options: DecodeOptions) -> Result<Decoded, String> 
     Ok(Decoded {
         width,
         height,
+        pixels,
+    })
+}
+
+/// A full-size decode with zune-jpeg (SIMD IDCT and colour conversion, about libjpeg-turbo's
+/// speed); `None` where it cannot (unusual colour spaces, damaged data), and jpeg-decoder,
+/// which also does the DCT-scaled decodes, reads the file instead and names any error.
+fn decode_jpeg_full(bytes: &[u8], options: DecodeOptions) -> Option<Decoded> {
+    use zune_jpeg::zune_core::colorspace::ColorSpace;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+
+    let side = usize::try_from(options.max_pixels).unwrap_or(usize::MAX);
+    let zune_options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::RGB)
+        .set_max_width(side.min(1 << 16))
+        .set_max_height(side.min(1 << 16));
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(bytes, zune_options);
+    let pixels = decoder.decode().ok()?;
+    let (w, h) = decoder.dimensions()?;
+    if decoder.get_output_colorspace() != Some(ColorSpace::RGB) || pixels.len() != w * h * 3 {
+        return None;
+    }
+    Some(Decoded {
+        width: u32::try_from(w).ok()?,
+        height: u32::try_from(h).ok()?,
         pixels,
     })
 }
