@@ -43,10 +43,10 @@
 //!
 //! Any dataset corrupted on the fly: `<name>+<corruption>/<severity>` through
 //! `shiftscope-corrupt`, at the decoded size. An unreadable image stops the run with an error
-//! naming the file (`on_error: Stop`); with `on_error: Skip` every file's header is checked
-//! when the set is first listed, and unreadable files are left out and named in the catalog
-//! description (a file whose header is fine but whose data is broken is still an error when
-//! read).
+//! naming the file (`on_error: Stop`); with `on_error: Skip` every file is decoded when the
+//! set is first listed (with the decoder and options reading it uses), and the files that do
+//! not decode are left out and named in the catalog description, so reading never fails on
+//! them.
 
 mod classes;
 mod decode;

@@ -413,10 +413,24 @@ fn skip_leaves_unreadable_images_out_and_names_them() {
         "(roots: {{\"imagenet/val\": {:?}}}, on_error: Skip)",
         dir.path().display().to_string()
     );
+    // A JPEG whose header reads but whose image data is gone (cut before the scan): only
+    // decoding finds it.
+    let good = wnid(5);
+    let full = jpeg_bytes(&textured_rgb(32, 32, 3), 32, 32, 90).unwrap();
+    let sos = full.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let mut cut = full[..sos].to_vec();
+    cut.extend_from_slice(&[0xFF, 0xD9]);
+    assert!(crate::decode::check_header(&cut, DecodeOptions::default()).is_ok());
+    std::fs::write(dir.path().join(&good).join("noscan.JPEG"), &cut).unwrap();
     let p = plugin(&config);
     let entry = &p.catalog().unwrap()[0];
     assert!(
-        entry.description.contains("2 unreadable images skipped")
+        entry.description.contains("noscan.JPEG"),
+        "{}",
+        entry.description
+    );
+    assert!(
+        entry.description.contains("3 unreadable images skipped")
             && entry
                 .description
                 .contains("garbage.JPEG (not a JPEG or PNG file")
@@ -429,7 +443,7 @@ fn skip_leaves_unreadable_images_out_and_names_them() {
     assert!(
         entry
             .params
-            .contains(&("skipped".to_owned(), "2".to_owned()))
+            .contains(&("skipped".to_owned(), "3".to_owned()))
     );
     let d = p.open("imagenet/val").unwrap();
     assert_eq!(d.len(), 2);

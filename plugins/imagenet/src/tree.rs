@@ -308,11 +308,18 @@ pub(crate) fn check_file(path: &Path, options: DecodeOptions) -> Result<(), Stri
     }
 }
 
-/// `on_error: Skip`: leaves out the files whose header cannot be read, and says which.
+/// `on_error: Skip`: leaves out the files that do not decode, and says which. Each file is
+/// decoded here with the decoder and options reading it later uses, so a set that skipped
+/// its unreadable files cannot fail on one when it is read (at the price of one decode per
+/// image when the set is first listed).
 pub(crate) fn skip_unreadable(listing: &mut Listing, options: DecodeOptions) {
     let files = std::mem::take(&mut listing.files);
     for file in files {
-        match check_file(&file.path, options) {
+        let readable = check_file(&file.path, options).and_then(|()| {
+            let bytes = std::fs::read(&file.path).map_err(|e| format!("cannot read: {e}"))?;
+            crate::decode::decode(&bytes, options).map(|_| ())
+        });
+        match readable {
             Ok(()) => listing.files.push(file),
             Err(why) => listing.skipped.push((file.path, why)),
         }
