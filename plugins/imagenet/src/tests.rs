@@ -420,7 +420,7 @@ fn skip_leaves_unreadable_images_out_and_names_them() {
     let sos = full.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
     let mut cut = full[..sos].to_vec();
     cut.extend_from_slice(&[0xFF, 0xD9]);
-    assert!(crate::decode::check_header(&cut, DecodeOptions::default()).is_ok());
+    assert!(decode::check_header(&cut, DecodeOptions::default()).is_ok());
     std::fs::write(dir.path().join(&good).join("noscan.JPEG"), &cut).unwrap();
     let p = plugin(&config);
     let entry = &p.catalog().unwrap()[0];
