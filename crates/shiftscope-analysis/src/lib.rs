@@ -41,7 +41,9 @@ pub use layer::{
     AnalysisParams, ClassMeans, DatasetLayer, LayerScores, NeuronScores, NeuronShift, NonFinite,
     ScoreKind, ScoreSummary, ShiftScores, TopK,
 };
-pub use scores::{Histogram, TOP_CLASSES, morcos_selectivity, rafegas_selectivity, spearman};
+pub use scores::{
+    Histogram, TOP_CLASSES, morcos_selectivity, rafegas_selectivity, ranked, spearman,
+};
 pub use views::{
     Accuracy, ClassInDataset, ClassProbability, ClassView, Comparison, ConfusionGroup, NeuronValue,
     PairwiseView, Predictions, ScoredImage,

@@ -133,6 +133,19 @@ pub fn morcos_selectivity(class_means: impl Iterator<Item = f32>) -> Option<f64>
 }
 
 /// Indices of the (up to) `count` highest finite values, highest first, ties by index.
+/// The finite scores of `values` with their indices, highest first (ties: lower index
+/// first): a ranking of neurons by a score, e.g. the most spurious.
+pub fn ranked(values: &[f32]) -> Vec<(usize, f32)> {
+    let mut out: Vec<(usize, f32)> = values
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
+}
+
 pub(crate) fn top_indices(values: impl Iterator<Item = f32>, count: usize) -> Vec<u32> {
     let mut all: Vec<(f32, u32)> = values
         .enumerate()
@@ -196,6 +209,12 @@ impl Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranked_skips_undefined_scores_and_breaks_ties_by_index() {
+        let r = ranked(&[0.2, f32::NAN, 0.9, 0.2, f32::INFINITY]);
+        assert_eq!(r, vec![(2, 0.9), (0, 0.2), (3, 0.2)]);
+    }
 
     #[test]
     fn average_ranks_share_ties_including_signed_zeros() {

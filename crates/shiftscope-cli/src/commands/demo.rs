@@ -396,14 +396,7 @@ fn spurious_neurons(analysis: &Analysis, n: usize) -> anyhow::Result<Option<Spur
         return Ok(None);
     };
     let reference = scores.reference;
-    let mut ranked: Vec<(usize, f32)> = shift
-        .spurious
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, s)| s.is_finite())
-        .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let ranked = shiftscope_analysis::ranked(&shift.spurious);
     let mut sorted: Vec<f32> = ranked.iter().map(|r| r.1).collect();
     sorted.sort_by(f32::total_cmp);
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f32::NAN);

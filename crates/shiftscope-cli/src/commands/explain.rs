@@ -278,14 +278,7 @@ pub(crate) fn top_spurious(
     let shift = scores
         .shift(ood)
         .with_context(|| format!("no shift scores against dataset {ood}"))?;
-    let mut ranked: Vec<(usize, f32)> = shift
-        .spurious
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, s)| s.is_finite())
-        .collect();
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let ranked = shiftscope_analysis::ranked(&shift.spurious);
     Ok((
         manifest.datasets[ood].name.clone(),
         ranked.iter().take(n).map(|r| r.0).collect(),
