@@ -393,7 +393,7 @@ pub fn compute(
             acc.add(n, &shrink(&c, shrink_by), a);
         }
         pending.push((row, normalise(&model.preprocessing, &grey_version(&pixels))));
-        if pending.len() == BATCH || done + 1 == total {
+        if pending.len() == BATCH {
             run_grey(
                 model,
                 &info.name,
@@ -407,6 +407,7 @@ pub fn compute(
         done += 1;
         progress(done, total);
     }
+    // The last, partial batch.
     run_grey(
         model,
         &info.name,
