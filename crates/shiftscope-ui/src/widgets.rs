@@ -64,6 +64,33 @@ pub(crate) fn thumb(ui: &mut Ui, vm: &ViewModel, id: ImageId, size: f32) -> Resp
     response.on_hover_text(format!("open image {label}"))
 }
 
+/// The layer chooser of the panels that show one layer at a time (Image, Live): pushes
+/// [`Intent::SetLayer`] when another layer is picked.
+pub(crate) fn layer_picker(
+    ui: &mut Ui,
+    vm: &ViewModel,
+    state: &crate::state::UiState,
+    out: &mut Vec<crate::state::Intent>,
+) {
+    egui::ComboBox::from_label("layer")
+        .selected_text(
+            vm.layers
+                .get(state.layer)
+                .map_or_else(String::new, |l| l.name.clone()),
+        )
+        .show_ui(ui, |ui| {
+            for (l, info) in vm.layers.iter().enumerate() {
+                if ui
+                    .selectable_label(state.layer == l, info.name.as_str())
+                    .clicked()
+                    && state.layer != l
+                {
+                    out.push(crate::state::Intent::SetLayer(l));
+                }
+            }
+        });
+}
+
 /// A link-styled button.
 pub(crate) fn link(ui: &mut Ui, text: impl Into<String>) -> Response {
     ui.add(egui::Button::new(text.into()).small())

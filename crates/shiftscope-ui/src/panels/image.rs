@@ -6,7 +6,7 @@ use egui::{ScrollArea, Ui};
 
 use crate::model::{Loadable, ViewModel};
 use crate::state::{Intent, UiState};
-use crate::widgets::{bar, link, num, palette, thumb, waiting};
+use crate::widgets::{bar, layer_picker, link, num, palette, thumb, waiting};
 
 const LARGE: f32 = 160.0;
 const SMALL: f32 = 32.0;
@@ -20,23 +20,7 @@ pub fn image_panel(ui: &mut Ui, vm: &ViewModel, state: &UiState) -> Vec<Intent> 
         return out;
     };
     ui.heading(format!("Image {}", vm.image_name(id)));
-    egui::ComboBox::from_label("layer")
-        .selected_text(
-            vm.layers
-                .get(state.layer)
-                .map_or_else(String::new, |l| l.name.clone()),
-        )
-        .show_ui(ui, |ui| {
-            for (l, info) in vm.layers.iter().enumerate() {
-                if ui
-                    .selectable_label(state.layer == l, info.name.as_str())
-                    .clicked()
-                    && state.layer != l
-                {
-                    out.push(Intent::SetLayer(l));
-                }
-            }
-        });
+    layer_picker(ui, vm, state, &mut out);
     let detail = match &vm.image {
         Loadable::Ready(d) if d.id == id && d.layer == state.layer => d,
         Loadable::Ready(_) => {

@@ -10,7 +10,7 @@ use egui::{ColorImage, Id, Image, ScrollArea, Sense, TextureHandle, TextureOptio
 use crate::colour::viridis;
 use crate::model::{ChannelMaps, LiveView, Loadable, ViewModel};
 use crate::state::{Intent, UiState};
-use crate::widgets::{bar, link, num, palette};
+use crate::widgets::{bar, layer_picker, link, num, palette};
 
 const LARGE: f32 = 160.0;
 const MAP: f32 = 56.0;
@@ -81,23 +81,7 @@ pub fn live_panel(ui: &mut Ui, vm: &ViewModel, state: &UiState) -> Vec<Intent> {
                 });
             });
             ui.separator();
-            egui::ComboBox::from_label("layer")
-                .selected_text(
-                    vm.layers
-                        .get(state.layer)
-                        .map_or_else(String::new, |l| l.name.clone()),
-                )
-                .show_ui(ui, |ui| {
-                    for (l, info) in vm.layers.iter().enumerate() {
-                        if ui
-                            .selectable_label(state.layer == l, info.name.as_str())
-                            .clicked()
-                            && state.layer != l
-                        {
-                            out.push(Intent::SetLayer(l));
-                        }
-                    }
-                });
+            layer_picker(ui, vm, state, &mut out);
             ui.label("top neurons (activation ÷ the normaliser's maximum)");
             ui.horizontal_wrapped(|ui| {
                 for (id, value) in live.top_neurons(vm, state.layer, 10) {
