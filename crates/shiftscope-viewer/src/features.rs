@@ -5,7 +5,7 @@
 //! the selected neuron's detail and the map's colour-selectivity values are loaded again.
 
 use bevy::prelude::*;
-use crossbeam::channel::{Receiver, Sender, unbounded};
+use crossbeam::channel::{Receiver, Sender};
 use shiftscope_ui::{Loadable, Measure};
 
 use crate::session::{Session, Step};
@@ -27,17 +27,8 @@ pub struct FeaturesWorker {
 impl FeaturesWorker {
     /// Starts the worker thread `shiftscope-features`.
     pub fn spawn(mut runner: FeaturesRunner) -> std::io::Result<FeaturesWorker> {
-        let (jobs, job_rx) = unbounded::<FeaturesJob>();
-        let (result_tx, results) = unbounded();
-        std::thread::Builder::new()
-            .name("shiftscope-features".into())
-            .spawn(move || {
-                while let Ok(job) = job_rx.recv() {
-                    if result_tx.send((job, runner(job))).is_err() {
-                        return;
-                    }
-                }
-            })?;
+        let (jobs, results) =
+            crate::worker::spawn("shiftscope-features", move |job: &FeaturesJob| runner(*job))?;
         Ok(FeaturesWorker {
             jobs,
             results,

@@ -26,6 +26,7 @@ pub mod mistakes;
 pub mod script;
 pub mod session;
 pub mod ui;
+mod worker;
 
 use std::path::PathBuf;
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bevy::prelude::*;
 use bevy::window::FileDragAndDrop;
-use crossbeam::channel::{Receiver, Sender, unbounded};
+use crossbeam::channel::{Receiver, Sender};
 use shiftscope_runtime::{LiveModel, LiveOutput};
 use shiftscope_ui::{ChannelMaps, Intent, LiveView, Loadable, Measure, Panel};
 
@@ -33,13 +33,21 @@ pub struct LiveWorker {
 }
 
 impl LiveWorker {
-    /// Starts the worker thread `shiftscope-live`.
+    /// Starts the worker thread `shiftscope-live`; the model is opened there, on the first
+    /// image.
     pub fn spawn(opener: LiveOpener) -> std::io::Result<LiveWorker> {
-        let (jobs, job_rx) = unbounded::<Job>();
-        let (result_tx, results) = unbounded();
-        std::thread::Builder::new()
-            .name("shiftscope-live".into())
-            .spawn(move || work(opener, &job_rx, &result_tx))?;
+        let mut opener = Some(opener);
+        let mut model: Option<Result<LiveModel, String>> = None;
+        let (jobs, results) = crate::worker::spawn("shiftscope-live", move |job: &Job| {
+            let model = model.get_or_insert_with(|| match opener.take() {
+                Some(open) => open(),
+                None => Err("the model could not be opened".to_owned()),
+            });
+            match model {
+                Ok(m) => m.run_file(&job.0, job.1).map_err(|e| e.to_string()),
+                Err(e) => Err(format!("live mode needs the store's model: {e}")),
+            }
+        })?;
         Ok(LiveWorker {
             jobs,
             results,
@@ -59,28 +67,6 @@ impl LiveWorker {
     /// Whether a job is under way.
     pub fn busy(&self) -> bool {
         self.pending > 0
-    }
-}
-
-fn work(
-    opener: LiveOpener,
-    jobs: &Receiver<Job>,
-    results: &Sender<(Job, Result<LiveOutput, String>)>,
-) {
-    let mut opener = Some(opener);
-    let mut model: Option<Result<LiveModel, String>> = None;
-    while let Ok(job) = jobs.recv() {
-        let model = model.get_or_insert_with(|| match opener.take() {
-            Some(open) => open(),
-            None => Err("the model could not be opened".to_owned()),
-        });
-        let result = match model {
-            Ok(m) => m.run_file(&job.0, job.1).map_err(|e| e.to_string()),
-            Err(e) => Err(format!("live mode needs the store's model: {e}")),
-        };
-        if results.send((job, result)).is_err() {
-            return;
-        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! its [`MistakesView`] comes back into the view model.
 
 use bevy::prelude::*;
-use crossbeam::channel::{Receiver, Sender, unbounded};
+use crossbeam::channel::{Receiver, Sender};
 use shiftscope_analysis::ClassId;
 use shiftscope_ui::{Loadable, MistakesView, Panel};
 
@@ -28,17 +28,8 @@ pub struct MistakesWorker {
 impl MistakesWorker {
     /// Starts the worker thread `shiftscope-mistakes`.
     pub fn spawn(mut runner: MistakesRunner) -> std::io::Result<MistakesWorker> {
-        let (jobs, job_rx) = unbounded::<usize>();
-        let (result_tx, results) = unbounded();
-        std::thread::Builder::new()
-            .name("shiftscope-mistakes".into())
-            .spawn(move || {
-                while let Ok(class) = job_rx.recv() {
-                    if result_tx.send((class, runner(class))).is_err() {
-                        return;
-                    }
-                }
-            })?;
+        let (jobs, results) =
+            crate::worker::spawn("shiftscope-mistakes", move |&class: &usize| runner(class))?;
         Ok(MistakesWorker {
             jobs,
             results,
