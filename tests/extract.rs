@@ -490,24 +490,7 @@ fn csi_summary(store: &Path, layer: &str) -> (f64, usize) {
 #[test]
 fn the_demo_cnns_colour_following_units_lose_their_response_on_grey_versions() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        r#"(
-    store: "store",
-    model: (
-        path: {model:?},
-        threads: 1,
-        preprocessing: (resize: None, crop: None, mean: (0.0, 0.0, 0.0), std: (1.0, 1.0, 1.0)),
-    ),
-    datasets: [(name: "colored-mnist/id", role: Id, limit: 400)],
-    plugins: {{"colored-mnist": "(procedural: true)"}},
-    recording: (batch_size: 100, thumb: 28, commit_seconds: 0),
-)"#,
-        model = common::workspace_file("assets/models/demo-cnn.onnx")
-    );
-    let config = dir.path().join("study.ron");
-    std::fs::write(&config, text).unwrap();
-    assert!(extract(&config).status.success());
-    let store = dir.path().join("store");
+    let store = common::demo_cnn_store(dir.path(), &[("colored-mnist/id", "Id", 400)], 100);
     // The demo CNN learned colour as a shortcut: its logits lose about half their response
     // on the grey versions of their top images (0.54 measured), fc1 holds a group of
     // colour-selective units (10 of 48 above 0.5) and conv1, the edges and blobs under them,

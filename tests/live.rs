@@ -8,45 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use shiftscope_host::{Plugin, Registry};
 use shiftscope_runtime::LiveModel;
 use shiftscope_sdk::{DatasetSource, DatasetSourcePlugin};
 use shiftscope_store::Store;
-
-fn store(dir: &Path) -> PathBuf {
-    let text = format!(
-        r#"(
-    store: "store",
-    model: (
-        path: {model:?},
-        threads: 1,
-        preprocessing: (resize: None, crop: None, mean: (0.0, 0.0, 0.0), std: (1.0, 1.0, 1.0)),
-        layers: ["default"],
-        pooling: (conv: Mean),
-    ),
-    datasets: [(name: "colored-mnist/id", role: Id, limit: 8)],
-    plugins: {{"colored-mnist": "(procedural: true)"}},
-    recording: (batch_size: 8, thumb: 28, commit_seconds: 0),
-)"#,
-        model = common::workspace_file("assets/models/demo-cnn.onnx")
-    );
-    let config = dir.join("study.ron");
-    std::fs::write(&config, text).unwrap();
-    let out = Command::new(common::binary())
-        .args(["extract", config.to_str().unwrap()])
-        .env_remove("SHIFTSCOPE_DATA")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "extract: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("store")
-}
 
 fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) {
     let file = std::fs::File::create(path).unwrap();
@@ -63,7 +30,7 @@ fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) {
 #[test]
 fn live_activations_equal_the_recorded_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let store_path = store(dir.path());
+    let store_path = common::demo_cnn_store(dir.path(), &[("colored-mnist/id", "Id", 8)], 8);
     // The store's first image, as the plugin made it, written as a PNG file.
     let source = colored_mnist::ColoredMnist::create("(procedural: true)").unwrap();
     let sample = source.open("colored-mnist/id").unwrap().get(0).unwrap();

@@ -8,41 +8,27 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use shiftscope_viewer::headless::HeadlessX;
 
 /// The selected cell's outline colour (shiftscope-viewer's `map::HIGHLIGHT`).
 const HIGHLIGHT: [u8; 3] = [255, 0, 255];
 
-/// An X server of our own on a free display number; killed on drop.
+/// The viewer tests run one at a time (each holds this while its X server lives): two
+/// software renderers on 2 cores only slow each other down.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// An X server of our own (the viewer's `HeadlessX`), stopped on drop, then the lock let go.
 struct Xvfb {
-    child: Child,
-    display: String,
+    x: HeadlessX,
     _runtime: tempfile::TempDir,
     _serial: std::sync::MutexGuard<'static, ()>,
 }
 
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        // SIGTERM lets Xvfb remove its socket and lock file (SIGKILL would leave them and
-        // use up display numbers); SIGKILL only if that fails.
-        let terminated = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !terminated {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-/// The viewer tests run one at a time (each holds this while its Xvfb lives): two servers
-/// started at once could both claim a display number, and two software renderers on 2 cores
-/// only slow each other down.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
+/// `None` where Xvfb is not installed.
 fn xvfb() -> Option<Xvfb> {
     if Command::new("Xvfb").arg("-help").output().is_err() {
         return None;
@@ -50,78 +36,39 @@ fn xvfb() -> Option<Xvfb> {
     let serial = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for n in 140..200 {
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            continue;
-        }
-        let display = format!(":{n}");
-        let mut child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                // The socket may be another process's server that took the number first:
-                // ours would then exit at once.
-                std::thread::sleep(Duration::from_millis(300));
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                return Some(Xvfb {
-                    child,
-                    display,
-                    _runtime: tempfile::tempdir().unwrap(),
-                    _serial: serial,
-                });
-            }
-            if child.try_wait().unwrap().is_some() {
-                break; // lost a race for this number; try the next
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+    let runtime = tempfile::tempdir().unwrap();
+    let x = HeadlessX::start(runtime.path(), 140..200).unwrap();
+    Some(Xvfb {
+        x,
+        _runtime: runtime,
+        _serial: serial,
+    })
+}
+
+impl Xvfb {
+    /// Runs `shiftscope ARGS` on this display; its stdout and stderr, once it has succeeded.
+    fn run<S: AsRef<OsStr>>(&self, args: impl IntoIterator<Item = S>) -> (String, String) {
+        let mut command = Command::new(common::binary());
+        command.args(args);
+        self.x.configure(&mut command);
+        let out = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "view failed:\n{stdout}\n{stderr}");
+        (stdout, stderr)
     }
-    panic!("could not start Xvfb on any display :140–:199");
 }
 
 /// A store of 64 images of colored MNIST and its permuted shift on the demo CNN.
 fn store(dir: &Path) -> PathBuf {
-    let text = format!(
-        r#"(
-    store: "store",
-    model: (
-        path: {model:?},
-        threads: 1,
-        preprocessing: (resize: None, crop: None, mean: (0.0, 0.0, 0.0), std: (1.0, 1.0, 1.0)),
-        layers: ["default"],
-        pooling: (conv: Mean),
-    ),
-    datasets: [(name: "colored-mnist/id", role: Id, limit: 64), (name: "colored-mnist/permuted", role: Ood, limit: 64)],
-    plugins: {{"colored-mnist": "(procedural: true)"}},
-    recording: (batch_size: 32, thumb: 28, commit_seconds: 0),
-)"#,
-        model = common::workspace_file("assets/models/demo-cnn.onnx")
-    );
-    let config = dir.join("study.ron");
-    std::fs::write(&config, text).unwrap();
-    let out = Command::new(common::binary())
-        .args(["extract", config.to_str().unwrap()])
-        .env_remove("SHIFTSCOPE_DATA")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "extract: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.join("store")
+    common::demo_cnn_store(
+        dir,
+        &[
+            ("colored-mnist/id", "Id", 64),
+            ("colored-mnist/permuted", "Ood", 64),
+        ],
+        32,
+    )
 }
 
 struct Picture {
@@ -171,21 +118,18 @@ fn view_screenshot_shows_the_selected_neuron() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let shot = dir.path().join("out.png");
-    let out = Command::new(common::binary())
-        .args(["view", store.to_str().unwrap(), "--screenshot"])
-        .arg(&shot)
-        .args([
-            "--select", "fc1:3", "--panel", "neuron", "--size", "1280x800",
-        ])
-        .env("DISPLAY", &x.display)
-        .env("XDG_RUNTIME_DIR", x._runtime.path())
-        .env("WGPU_BACKEND", "vulkan")
-        .env_remove("WAYLAND_DISPLAY")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "view failed:\n{stdout}\n{stderr}");
+    let (stdout, _) = x.run([
+        "view",
+        store.to_str().unwrap(),
+        "--screenshot",
+        shot.to_str().unwrap(),
+        "--select",
+        "fc1:3",
+        "--panel",
+        "neuron",
+        "--size",
+        "1280x800",
+    ]);
 
     let pic = Picture::read(&shot);
     assert_eq!((pic.width, pic.height), (1280, 800));
@@ -267,19 +211,14 @@ fn the_neuron_panels_compute_runs_the_model_and_the_map_colours_by_csi() {
         ),
     )
     .unwrap();
-    let out = Command::new(common::binary())
-        .args(["view", store.to_str().unwrap(), "--script"])
-        .arg(&script)
-        .args(["--size", "1280x800"])
-        .env("DISPLAY", &x.display)
-        .env("XDG_RUNTIME_DIR", x._runtime.path())
-        .env("WGPU_BACKEND", "vulkan")
-        .env_remove("WAYLAND_DISPLAY")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "view failed:\n{stdout}\n{stderr}");
+    let (_, stderr) = x.run([
+        "view",
+        store.to_str().unwrap(),
+        "--script",
+        script.to_str().unwrap(),
+        "--size",
+        "1280x800",
+    ]);
     assert!(shot.is_file());
     // The worker wrote the cache that `shiftscope features` reads back.
     let again = Command::new(common::binary())
@@ -335,18 +274,13 @@ fn live_mode_and_the_mistakes_panel_run_their_workers() {
         ),
     )
     .unwrap();
-    let out = Command::new(common::binary())
-        .args(["-v", "view", store.to_str().unwrap(), "--script"])
-        .arg(&script)
-        .env("DISPLAY", &x.display)
-        .env("XDG_RUNTIME_DIR", x._runtime.path())
-        .env("WGPU_BACKEND", "vulkan")
-        .env_remove("WAYLAND_DISPLAY")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "view failed:\n{stdout}\n{stderr}");
+    let (_, stderr) = x.run([
+        "-v",
+        "view",
+        store.to_str().unwrap(),
+        "--script",
+        script.to_str().unwrap(),
+    ]);
     assert!(live_shot.is_file() && mistakes_shot.is_file());
     // The live worker ran the model on the file; the mistakes worker explained class 3 on
     // both datasets through fc1 (the demo CNN's decision-layer input).

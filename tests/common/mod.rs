@@ -78,3 +78,50 @@ pub(crate) fn file_name(path: &Path) -> String {
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
+
+/// Records procedural colored MNIST on the demo CNN into `dir/store` with the real binary, as
+/// the model was trained (28×28, values in [0, 1], unnormalised; default layers, mean-pooled
+/// conv maps), and returns the store. `datasets`: (name, role, images).
+#[allow(dead_code)]
+pub(crate) fn demo_cnn_store(
+    dir: &Path,
+    datasets: &[(&str, &str, usize)],
+    batch: usize,
+) -> PathBuf {
+    let datasets: Vec<String> = datasets
+        .iter()
+        .map(|(name, role, limit)| format!("(name: {name:?}, role: {role}, limit: {limit})"))
+        .collect();
+    let text = format!(
+        r#"(
+    store: "store",
+    model: (
+        path: {model:?},
+        threads: 1,
+        preprocessing: (resize: None, crop: None, mean: (0.0, 0.0, 0.0), std: (1.0, 1.0, 1.0)),
+        layers: ["default"],
+        pooling: (conv: Mean),
+    ),
+    datasets: [{datasets}],
+    plugins: {{"colored-mnist": "(procedural: true)"}},
+    recording: (batch_size: {batch}, thumb: 28, commit_seconds: 0),
+)"#,
+        model = workspace_file("assets/models/demo-cnn.onnx"),
+        datasets = datasets.join(", ")
+    );
+    let config = dir.join("study.ron");
+    std::fs::write(&config, text).expect("write the study");
+    let out = std::process::Command::new(binary())
+        .args(["extract"])
+        .arg(&config)
+        .env_remove("SHIFTSCOPE_DATA")
+        .output()
+        .expect("run shiftscope extract");
+    assert!(
+        out.status.success(),
+        "extract: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join("store")
+}
