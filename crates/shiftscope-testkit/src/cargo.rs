@@ -7,10 +7,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The workspace root (where the top-level `Cargo.toml` is).
+///
+/// Found from the running test's `CARGO_MANIFEST_DIR` (cargo sets it when it runs a test),
+/// not from the path compiled into this library: two checkouts that share a target
+/// directory can share this library's build, and a compiled-in path would point the other
+/// checkout's tests at the first one's sources.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    start
         .ancestors()
-        .nth(2)
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|toml| toml.lines().any(|line| line.trim() == "[workspace]"))
+        })
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
