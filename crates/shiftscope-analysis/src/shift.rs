@@ -1,5 +1,7 @@
 //! The ID→OOD activation shift: Wasserstein-1 between a neuron's per-image distributions on
-//! two datasets, from both columns sorted (an LSD radix sort on the `f32` bit patterns).
+//! two datasets. Columns are gathered from the row-major layer in tiles; each pair is
+//! integrated bucket by bucket from counts and sums, sorting (an LSD radix sort on the
+//! `f32` bit patterns) only the buckets where the two CDFs cross.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -7,8 +9,10 @@ use shiftscope_store::LayerMatrix;
 
 use crate::pass::segment;
 
-/// W1 distance between two empirical distributions given sorted; `None` when either is empty.
-pub(crate) fn wasserstein1_sorted(a: &[f32], b: &[f32]) -> Option<f64> {
+/// W1 distance between two empirical distributions given sorted, by the plain merge; `None`
+/// when either is empty. The reference [`column_w1`] is tested against.
+#[cfg(test)]
+fn wasserstein1_sorted(a: &[f32], b: &[f32]) -> Option<f64> {
     if a.is_empty() || b.is_empty() {
         return None;
     }
@@ -103,125 +107,195 @@ pub(crate) fn radix_sort_keys<'a>(keys: &'a mut [u32], spare: &'a mut [u32]) -> 
     from
 }
 
-/// One column of finite values: its non-zero values as sorted keys, and how many exact
-/// zeros (either sign) it had. In ascending order the values are the negative keys, then
-/// the zeros, then the positive keys.
+/// The bucket of a key: its top 11 bits (sign, exponent, two mantissa bits), so a bucket is
+/// a quarter of a binade, an interval of the real line, and buckets in index order tile it
+/// in ascending order.
+const BUCKET_SHIFT: u32 = 21;
+const NBUCKETS: usize = 1 << (32 - BUCKET_SHIFT);
+/// The first bucket of non-negative values: its lower edge is `+0.0` (key `0x8000_0000`).
+const ZERO_BUCKET: usize = 1 << (31 - BUCKET_SHIFT);
+
+/// The lower edge of `bucket` as a value; `+inf` past the last finite bucket.
+fn edge(bucket: usize) -> f64 {
+    if bucket >= NBUCKETS {
+        return f64::INFINITY;
+    }
+    let v = unkey((bucket as u32) << BUCKET_SHIFT);
+    match v {
+        _ if !v.is_nan() => f64::from(v),
+        _ if bucket < ZERO_BUCKET => f64::NEG_INFINITY,
+        _ => f64::INFINITY,
+    }
+}
+
+/// Per-bucket counts and sums of one column's non-zero finite values.
+struct Buckets {
+    count: Box<[u32; NBUCKETS]>,
+    sum: Box<[f64; NBUCKETS]>,
+}
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Buckets {
+            count: Box::new([0; NBUCKETS]),
+            sum: Box::new([0.0; NBUCKETS]),
+        }
+    }
+}
+
+impl Buckets {
+    fn fill(&mut self, keys: &[u32]) {
+        for &k in keys {
+            let b = (k >> BUCKET_SHIFT) as usize;
+            self.count[b] += 1;
+            self.sum[b] += f64::from(unkey(k));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.count.fill(0);
+        self.sum.fill(0.0);
+    }
+}
+
+/// Scratch of [`column_w1`], reused across columns.
+#[derive(Default)]
+pub(crate) struct W1Scratch {
+    a: Buckets,
+    b: Buckets,
+    /// Buckets that need their values in order, with the CDF difference at their lower edge.
+    straddling: Vec<(usize, f64)>,
+    mark: Vec<bool>,
+    keys_a: Vec<u32>,
+    keys_b: Vec<u32>,
+    spare: Vec<u32>,
+}
+
+/// One column of one dataset: its non-zero finite values as keys (any order), and how many
+/// exact zeros (either sign) it had.
 #[derive(Clone, Copy)]
 struct Column<'a> {
-    /// Sorted keys of the non-zero finite values.
     keys: &'a [u32],
-    /// Exact zeros.
     zeros: usize,
-    /// Keys below this index are negative values.
-    negatives: usize,
 }
 
-impl Column<'_> {
-    fn len(&self) -> usize {
-        self.keys.len() + self.zeros
-    }
-
-    /// The column's values in ascending order, zeros written as `+0.0`.
-    fn extend_values(&self, out: &mut Vec<f32>) {
-        out.extend(self.keys[..self.negatives].iter().map(|&k| unkey(k)));
-        out.extend(std::iter::repeat_n(0.0f32, self.zeros));
-        out.extend(self.keys[self.negatives..].iter().map(|&k| unkey(k)));
-    }
-
-    /// Where position `i` of the ascending order falls: the region (0 negatives, 1 zeros,
-    /// 2 positives) and the region's first position.
-    fn boundaries(&self) -> [usize; 2] {
-        [self.negatives, self.negatives + self.zeros]
-    }
-}
-
-/// `Σ |a_i − b_i|` over positions `range` where `a`'s values lie in region `ra` and `b`'s in
-/// region `rb`, added in position order to `total`.
-#[inline]
-fn add_abs_differences(
-    total: &mut f64,
-    a: &Column<'_>,
-    ra: usize,
-    b: &Column<'_>,
-    rb: usize,
-    range: std::ops::Range<usize>,
-) {
-    match (ra, rb) {
-        // Two zeros add exactly +0.0: nothing.
-        (1, 1) => {}
-        (1, _) => {
-            let off = if rb == 0 { 0 } else { b.zeros };
-            for &k in &b.keys[range.start - off..range.end - off] {
-                *total += f64::from(unkey(k)).abs();
-            }
-        }
-        (_, 1) => {
-            let off = if ra == 0 { 0 } else { a.zeros };
-            for &k in &a.keys[range.start - off..range.end - off] {
-                *total += f64::from(unkey(k)).abs();
-            }
-        }
-        _ => {
-            let oa = if ra == 0 { 0 } else { a.zeros };
-            let ob = if rb == 0 { 0 } else { b.zeros };
-            let xs = &a.keys[range.start - oa..range.end - oa];
-            let ys = &b.keys[range.start - ob..range.end - ob];
-            for (&x, &y) in xs.iter().zip(ys) {
-                *total += (f64::from(unkey(x)) - f64::from(unkey(y))).abs();
-            }
-        }
-    }
-}
-
-/// W1 of two columns, exactly as [`wasserstein1_sorted`] computes it on their values in
-/// ascending order; `None` when either is empty. `scratch` holds values for unequal sizes.
-fn column_w1(a: &Column<'_>, b: &Column<'_>, scratch: &mut Vec<f32>) -> Option<f64> {
-    let n = a.len();
-    if n == 0 || b.len() == 0 {
+/// W1 of two columns, `∫ |F_a(x) − F_b(x)| dx`, without sorting them whole; `None` when
+/// either is empty.
+///
+/// The line is cut into buckets (quarter binades, [`BUCKET_SHIFT`]). Where the CDF
+/// difference `D` keeps one sign over a bucket, `∫ |D| = |∫ D|`, and `∫ D` over the bucket
+/// `[lo, hi)` needs only each side's count and sum there:
+/// `D(lo)·(hi − lo) + (c_a·hi − S_a)/n − (c_b·hi − S_b)/m`. `D` moves within the bucket
+/// between `D(lo) − c_b/m` and `D(lo) + c_a/n`; only when that range holds zero are the
+/// bucket's values sorted and the integral walked point by point. Equal to the sorted merge
+/// ([`wasserstein1_sorted`]) up to rounding.
+fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f64> {
+    let (na, nb) = (a.keys.len() + a.zeros, b.keys.len() + b.zeros);
+    if na == 0 || nb == 0 {
         return None;
     }
-    if n != b.len() {
-        scratch.clear();
-        a.extend_values(scratch);
-        let split = scratch.len();
-        b.extend_values(scratch);
-        let (x, y) = scratch.split_at(split);
-        return wasserstein1_sorted(x, y);
-    }
-    // Equal sizes: positions split into at most five ranges by the region boundaries of
-    // both sides; within each the two regions are fixed. Adding in position order keeps
-    // the sum bit for bit that of the plain loop (a skipped `+0.0` changes no sum).
-    let mut cuts = [
-        0,
-        a.boundaries()[0],
-        a.boundaries()[1],
-        b.boundaries()[0],
-        b.boundaries()[1],
-        n,
-    ];
-    cuts.sort_unstable();
+    let (n, m) = (na as f64, nb as f64);
+    let W1Scratch {
+        a: ha,
+        b: hb,
+        straddling,
+        mark,
+        keys_a,
+        keys_b,
+        spare,
+    } = scratch;
+    ha.fill(a.keys);
+    hb.fill(b.keys);
+    straddling.clear();
+    let (mut ia, mut ib) = (0usize, 0usize);
     let mut total = 0.0f64;
-    for w in cuts.windows(2) {
-        let (lo, hi) = (w[0], w[1]);
-        if lo == hi {
-            continue;
+    let mut lo = edge(0);
+    for bucket in 0..NBUCKETS {
+        if bucket == ZERO_BUCKET {
+            ia += a.zeros;
+            ib += b.zeros;
         }
-        let region = |c: &Column<'_>| {
-            let [z, p] = c.boundaries();
-            if lo < z {
-                0
-            } else if lo < p {
-                1
-            } else {
-                2
+        let hi = edge(bucket + 1);
+        let (ca, cb) = (ha.count[bucket] as usize, hb.count[bucket] as usize);
+        // Counts are integers, so D is exactly 0 before the first value and after the last.
+        let d0 = ia as f64 / n - ib as f64 / m;
+        if ca == 0 && cb == 0 {
+            if d0 != 0.0 {
+                total += d0.abs() * (hi - lo);
             }
-        };
-        add_abs_differences(&mut total, a, region(a), b, region(b), lo..hi);
+        } else {
+            let (fa, fb) = (ca as f64 / n, cb as f64 / m);
+            if hi.is_finite() && (d0 - fb >= 0.0 || d0 + fa <= 0.0) {
+                let (sa, sb) = (ha.sum[bucket], hb.sum[bucket]);
+                total += (d0 * (hi - lo) + (fa * hi - sa / n) - (fb * hi - sb / m)).abs();
+            } else {
+                straddling.push((bucket, d0));
+            }
+            ia += ca;
+            ib += cb;
+        }
+        lo = hi;
     }
-    Some(total / n as f64)
+    ha.clear();
+    hb.clear();
+    if straddling.is_empty() {
+        return Some(total);
+    }
+    // The straddling buckets' values, in order (sorting by key groups them by bucket).
+    mark.clear();
+    mark.resize(NBUCKETS, false);
+    for &(bucket, _) in straddling.iter() {
+        mark[bucket] = true;
+    }
+    let mut sorted = |column: Column<'_>, keys: &mut Vec<u32>| -> Vec<u32> {
+        keys.clear();
+        keys.extend(
+            column
+                .keys
+                .iter()
+                .filter(|&&k| mark[(k >> BUCKET_SHIFT) as usize]),
+        );
+        spare.resize(keys.len(), 0);
+        radix_sort_keys(keys, spare).to_vec()
+    };
+    let xs = sorted(a, keys_a);
+    let ys = sorted(b, keys_b);
+    let (mut i, mut j) = (0usize, 0usize);
+    for &(bucket, d0) in straddling.iter() {
+        let (lo, hi) = (edge(bucket), edge(bucket + 1));
+        let in_bucket = |k: u32| (k >> BUCKET_SHIFT) as usize == bucket;
+        let (mut ca, mut cb) = (0usize, 0usize);
+        let mut previous = lo;
+        let step = |ca: usize, cb: usize| d0 + ca as f64 / n - cb as f64 / m;
+        loop {
+            let next_a = xs.get(i).copied().filter(|&k| in_bucket(k));
+            let next_b = ys.get(j).copied().filter(|&k| in_bucket(k));
+            let take_a = match (next_a, next_b) {
+                (Some(x), Some(y)) => x <= y,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let x = f64::from(unkey(if take_a { xs[i] } else { ys[j] }));
+            total += step(ca, cb).abs() * (x - previous);
+            previous = x;
+            if take_a {
+                ca += 1;
+                i += 1;
+            } else {
+                cb += 1;
+                j += 1;
+            }
+        }
+        let after = step(ca, cb);
+        if after != 0.0 && hi.is_finite() {
+            total += after.abs() * (hi - previous);
+        }
+    }
+    Some(total)
 }
 
-/// Columns gathered (and sorted) together: each row read is 256 contiguous bytes; rows
+/// Columns gathered together: each row read is 256 contiguous bytes; rows
 /// are transposed this many at a time.
 const TILE: usize = 64;
 
@@ -285,14 +359,12 @@ impl Tile {
         }
     }
 
-    /// Sorts column `j` and describes it (`spare` is scratch of at least `rows`).
-    fn sorted<'a>(&'a mut self, j: usize, spare: &'a mut [u32]) -> Column<'a> {
+    /// Column `j`: its non-zero finite values' keys and its zeros.
+    fn column(&self, j: usize) -> Column<'_> {
         let (len, finite, rows) = (self.len[j], self.finite[j], self.rows);
-        let keys = radix_sort_keys(&mut self.keys[j * rows..j * rows + len], spare);
         Column {
-            keys,
+            keys: &self.keys[j * rows..j * rows + len],
             zeros: finite - len,
-            negatives: keys.partition_point(|&k| k < 0x8000_0000),
         }
     }
 }
@@ -314,9 +386,7 @@ pub(crate) fn layer_w1(
         let worker = || {
             let mut found = Vec::new();
             let (mut tile_a, mut tile_b) = (Tile::new(rows_a), Tile::new(rows_b));
-            let mut spare_a = vec![0u32; rows_a];
-            let mut spare_b = vec![0u32; rows_b];
-            let (mut gather, mut scratch) = (Scratch::default(), Vec::new());
+            let (mut gather, mut scratch) = (Scratch::default(), W1Scratch::default());
             loop {
                 let t = next.fetch_add(1, Ordering::Relaxed);
                 if t >= tiles {
@@ -327,9 +397,8 @@ pub(crate) fn layer_w1(
                 tile_a.gather(a, c0, c1, &mut gather);
                 tile_b.gather(b, c0, c1, &mut gather);
                 for j in 0..c1 - c0 {
-                    let x = tile_a.sorted(j, &mut spare_a);
-                    let y = tile_b.sorted(j, &mut spare_b);
-                    let w = column_w1(&x, &y, &mut scratch).map_or(f32::NAN, |w| w as f32);
+                    let (x, y) = (tile_a.column(j), tile_b.column(j));
+                    let w = column_w1(x, y, &mut scratch).map_or(f32::NAN, |w| w as f32);
                     found.push((c0 + j, w));
                 }
             }
@@ -428,9 +497,10 @@ mod tests {
         assert_eq!(radix_sort_keys(&mut keys, &mut spare), &expected[..]);
     }
 
-    /// Columns of a row-major matrix, gathered as tiles, sorted, read back as values.
+    /// Columns of a row-major matrix, gathered as tiles: each column's non-zero finite
+    /// values (as keys) and its zeros.
     #[test]
-    fn tiles_gather_sort_and_count_zeros() {
+    fn tiles_gather_columns_and_count_zeros() {
         let (rows, cols) = (700, 70);
         let mut data = awkward(rows * cols * 2, 99, 5);
         data.truncate(rows * cols);
@@ -443,28 +513,86 @@ mod tests {
             data: &data,
         };
         let mut tile = Tile::new(rows);
-        let mut spare = vec![0; rows];
         let mut scratch = Scratch::default();
         for (c0, c1) in [(0, TILE), (TILE, cols)] {
             tile.gather(&matrix, c0, c1, &mut scratch);
             for j in 0..c1 - c0 {
-                let column = tile.sorted(j, &mut spare);
-                let mut values = Vec::new();
-                column.extend_values(&mut values);
-                let mut expected: Vec<f32> = (0..rows)
+                let column = tile.column(j);
+                let values: Vec<u32> = column.keys.iter().map(|&k| unkey(k).to_bits()).collect();
+                let finite: Vec<f32> = (0..rows)
                     .map(|r| data[r * cols + c0 + j])
                     .filter(|v| v.is_finite())
-                    .map(|v| if v == 0.0 { 0.0 } else { v })
                     .collect();
-                expected.sort_by(f32::total_cmp);
+                let expected: Vec<u32> = finite
+                    .iter()
+                    .filter(|&&v| v != 0.0)
+                    .map(|v| v.to_bits())
+                    .collect();
                 assert_eq!(values, expected, "column {}", c0 + j);
+                assert_eq!(column.zeros, finite.len() - expected.len());
             }
         }
     }
 
-    /// `column_w1` against `wasserstein1_sorted` on the full sorted values: bit for bit.
+    /// A column from values: keys of the non-zero ones in the given order, zeros counted.
+    fn column_of(values: &[f32]) -> (Vec<u32>, usize) {
+        let keys: Vec<u32> = values
+            .iter()
+            .filter(|&&v| v != 0.0)
+            .map(|&v| key(v))
+            .collect();
+        let zeros = values.len() - keys.len();
+        (keys, zeros)
+    }
+
+    fn bucketed(a: &[f32], b: &[f32], scratch: &mut W1Scratch) -> Option<f64> {
+        let (ka, za) = column_of(a);
+        let (kb, zb) = column_of(b);
+        let ca = Column {
+            keys: &ka,
+            zeros: za,
+        };
+        let cb = Column {
+            keys: &kb,
+            zeros: zb,
+        };
+        column_w1(ca, cb, scratch)
+    }
+
+    fn merged(a: &[f32], b: &[f32]) -> Option<f64> {
+        let mut sa = a.to_vec();
+        sa.sort_by(f32::total_cmp);
+        let mut sb = b.to_vec();
+        sb.sort_by(f32::total_cmp);
+        wasserstein1_sorted(&sa, &sb)
+    }
+
+    /// ReLU-like samples: `zeros_in_8` eighths exact zeros, the rest `scale·u² + offset`.
+    fn relu_like(n: usize, seed: u64, zeros_in_8: u64, scale: f32, offset: f32) -> Vec<f32> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+                if (state >> 20) % 8 < zeros_in_8 {
+                    0.0
+                } else {
+                    scale * u * u + offset
+                }
+            })
+            .collect()
+    }
+
+    /// The bucketed W1 against the sorted merge, on awkward values (every magnitude, both
+    /// signs, zeros of both signs, subnormals, ties), on identical and on shifted
+    /// distributions (the one-sign buckets and the point-by-point ones), equal and unequal
+    /// sizes, with one scratch reused throughout.
     #[test]
-    fn column_w1_matches_the_plain_merge() {
+    fn column_w1_matches_the_sorted_merge() {
+        let mut scratch = W1Scratch::default();
+        let mut cases: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
         for (n, m, zeros_a, zeros_b) in [
             (4000, 4000, 6, 2),
             (4000, 4000, 0, 7),
@@ -473,42 +601,50 @@ mod tests {
             (500, 4000, 7, 0),
             (1, 1, 8, 0),
         ] {
-            let a = awkward(n, 7 + n as u64, zeros_a);
-            let b = awkward(m, 1000 + m as u64, zeros_b);
-            let (n, m) = (a.len(), b.len());
-            let column = |values: &[f32], keys: &mut Vec<u32>, spare: &mut Vec<u32>| {
-                keys.clear();
-                keys.extend(values.iter().filter(|&&v| v != 0.0).map(|&v| key(v)));
-                spare.resize(keys.len(), 0);
-                let zeros = values.len() - keys.len();
-                let sorted = radix_sort_keys(keys, spare).to_vec();
-                let negatives = sorted.partition_point(|&k| k < 0x8000_0000);
-                (sorted, zeros, negatives)
-            };
-            let (ka, za, na) = column(&a, &mut Vec::new(), &mut Vec::new());
-            let (kb, zb, nb) = column(&b, &mut Vec::new(), &mut Vec::new());
-            let ca = Column {
-                keys: &ka,
-                zeros: za,
-                negatives: na,
-            };
-            let cb = Column {
-                keys: &kb,
-                zeros: zb,
-                negatives: nb,
-            };
-            let mut sa = a.clone();
-            sa.sort_by(f32::total_cmp);
-            let mut sb = b.clone();
-            sb.sort_by(f32::total_cmp);
-            let expected = wasserstein1_sorted(&sa, &sb).unwrap();
-            let got = column_w1(&ca, &cb, &mut Vec::new()).unwrap();
-            assert_eq!(
-                got.to_bits(),
-                expected.to_bits(),
-                "{n} vs {m}: {got} {expected}"
+            cases.push((
+                awkward(n, 7 + n as u64, zeros_a),
+                awkward(m, 1000 + m as u64, zeros_b),
+            ));
+        }
+        let same = relu_like(5000, 3, 4, 2.0, 0.0);
+        cases.push((same.clone(), same));
+        cases.push((
+            relu_like(5000, 3, 4, 2.0, 0.0),
+            relu_like(5000, 4, 4, 2.0, 0.0),
+        ));
+        cases.push((
+            relu_like(5000, 5, 4, 2.0, 0.0),
+            relu_like(4000, 6, 2, 3.0, 0.5),
+        ));
+        cases.push((
+            relu_like(6000, 7, 0, 1.0, -0.5),
+            relu_like(6000, 8, 0, 1.0, -0.25),
+        ));
+        cases.push((
+            relu_like(300, 9, 8, 1.0, 0.0),
+            relu_like(300, 10, 7, 1.0, 0.0),
+        ));
+        for (a, b) in &cases {
+            let expected = merged(a, b).unwrap();
+            let got = bucketed(a, b, &mut scratch).unwrap();
+            assert!(
+                (got - expected).abs() <= 1e-9 * expected.abs().max(1e-30),
+                "{} vs {}: {got} {expected}",
+                a.len(),
+                b.len()
             );
         }
+        // Both ways of integrating a bucket are taken: identical samples cross in every
+        // bucket they fill; samples shifted apart cross in only a few.
+        let same = relu_like(5000, 11, 4, 2.0, 0.0);
+        bucketed(&same, &same, &mut scratch);
+        let filled = scratch.straddling.len();
+        assert!(filled > 20, "{filled} buckets walked point by point");
+        bucketed(&same, &relu_like(5000, 12, 2, 2.0, 0.5), &mut scratch);
+        let crossing = scratch.straddling.len();
+        assert!(crossing <= 3, "{crossing} buckets walked point by point");
+        assert_eq!(bucketed(&[], &[1.0], &mut scratch), None);
+        assert_eq!(bucketed(&[0.0, 0.0], &[0.0], &mut scratch), Some(0.0));
     }
 
     /// Mostly zeros on both sides, small enough for a quadratic reference.

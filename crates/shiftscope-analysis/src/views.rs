@@ -147,6 +147,83 @@ pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
     exps.iter().map(|&e| (e / sum) as f32).collect()
 }
 
+/// Lanes of the row reductions below: independent accumulators the compiler keeps in one
+/// vector register.
+const LANES: usize = 8;
+
+/// The largest finite value of `row`; `None` when none is finite.
+fn max_finite(row: &[f32]) -> Option<f32> {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = if v.is_finite() && v > *a { v } else { *a };
+        }
+    }
+    let m = rest.iter().chain(&acc).fold(f32::NEG_INFINITY, |a, &v| {
+        if v.is_finite() && v > a { v } else { a }
+    });
+    m.is_finite().then_some(m)
+}
+
+/// `e^x` for `x ≤ 0`, branch-free so that row loops vectorise (`f32::exp` is a libm call):
+/// `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, Cephes's degree-7 polynomial for `e^r`, and
+/// `2^n` from the exponent bits. Within 2 ulp of `exp`; 0 below `−87` (where `exp` is below
+/// `f32`'s normal range anyway).
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5·2^23: adding it rounds to an integer, kept in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.max(-87.0);
+    // A plain multiply-add: `mul_add` is a library call without a target FMA.
+    let t = clamped * LOG2_E + ROUND;
+    let n = t - ROUND;
+    let r = clamped - n * LN2_HI - n * LN2_LO;
+    let p = ((((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1)
+        * r
+        * r)
+        + r
+        + 1.0;
+    // n ∈ [−126, 0]: 2^n is a normal f32 built from its exponent bits.
+    let exponent = (t.to_bits() as i32 - ROUND.to_bits() as i32 + 127) as u32;
+    let e = p * f32::from_bits(exponent << 23);
+    if x < -87.0 { 0.0 } else { e }
+}
+
+/// `Σ e^(v − m)` over the finite values of `row` (`m`: their maximum).
+fn exp_sum(row: &[f32], m: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            let e = exp_nonpositive(v - m);
+            *a += if v.is_finite() { e } else { 0.0 };
+        }
+    }
+    let tail: f32 = rest
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| exp_nonpositive(v - m))
+        .sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The most probable class of one row of logits (the first of equal maxima) and its softmax
+/// probability over the finite logits; `None` when no logit is finite.
+fn top_prediction(row: &[f32]) -> Option<(usize, f32)> {
+    let m = max_finite(row)?;
+    let class = row.iter().position(|&v| v == m)?;
+    Some((class, 1.0 / exp_sum(row, m)))
+}
+
 /// Argmax and its probability for every row of `logits`, rows split over `threads`. With a
 /// class `subset` (a dataset whose images belong to some of the model's classes, e.g.
 /// ImageNet-R's 200 of 1,000) only those logits compete, and the softmax is over them.
@@ -160,39 +237,28 @@ pub(crate) fn predictions(
 ) -> Predictions {
     const ROWS: usize = 1024;
     let (_, k) = logits.shape();
+    // The competing classes that the logits have, in the subset's order.
+    let competing: Option<Vec<usize>> = subset.map(|classes| {
+        classes
+            .iter()
+            .map(|&c| c as usize)
+            .filter(|&c| c < k)
+            .collect()
+    });
     let parts = crate::pass::parallel_map(rows.div_ceil(ROWS), threads, |part| {
-        let mut buffer = Vec::new();
+        let (mut buffer, mut gathered) = (Vec::new(), Vec::new());
         let mut out = Vec::with_capacity(ROWS);
         for i in part * ROWS..((part + 1) * ROWS).min(rows) {
             let row = crate::pass::segment(logits, i, 0, k, &mut buffer);
-            let competing = || -> Box<dyn Iterator<Item = (usize, f32)> + '_> {
-                match subset {
-                    None => Box::new(row.iter().copied().enumerate()),
-                    Some(classes) => Box::new(
-                        classes
-                            .iter()
-                            .filter_map(|&c| row.get(c as usize).map(|&v| (c as usize, v))),
-                    ),
+            let best = match &competing {
+                None => top_prediction(row),
+                Some(classes) => {
+                    gathered.clear();
+                    gathered.extend(classes.iter().map(|&c| row[c]));
+                    top_prediction(&gathered).map(|(j, p)| (classes[j], p))
                 }
             };
-            let best = competing().filter(|(_, v)| v.is_finite()).fold(
-                None,
-                |best: Option<(usize, f32)>, (c, v)| match best {
-                    Some((_, b)) if b >= v => best,
-                    _ => Some((c, v)),
-                },
-            );
-            out.push(match best {
-                Some((c, m)) => {
-                    let sum: f32 = competing()
-                        .map(|(_, v)| v)
-                        .filter(|v| v.is_finite())
-                        .map(|v| (v - m).exp())
-                        .sum();
-                    (c as u32, 1.0 / sum)
-                }
-                None => (u32::MAX, 0.0),
-            });
+            out.push(best.map_or((u32::MAX, 0.0), |(c, p)| (c as u32, p)));
         }
         out
     });
@@ -427,4 +493,68 @@ pub(crate) fn nearest_in(
     sort_by_score(&mut found);
     found.truncate(count);
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_nonpositive_is_within_two_ulp_of_exp() {
+        let mut x = 0.0f32;
+        while x > -87.0 {
+            let expected = f64::from(x).exp();
+            let got = f64::from(exp_nonpositive(x));
+            assert!(
+                (got - expected).abs() <= 2.5 * f64::from(f32::EPSILON) * expected,
+                "x = {x}: {got} vs {expected}"
+            );
+            x -= 0.0137;
+        }
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(-100.0), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn top_prediction_against_a_plain_softmax() {
+        let mut state = 17u64;
+        for len in [1usize, 3, 8, 9, 100, 1000] {
+            let row: Vec<f32> = (0..len)
+                .map(|i| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    match i % 17 {
+                        5 => f32::NAN,
+                        11 => f32::INFINITY,
+                        13 => f32::NEG_INFINITY,
+                        _ => ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 40.0,
+                    }
+                })
+                .collect();
+            let finite: Vec<(usize, f64)> = row
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(i, &v)| (i, f64::from(v)))
+                .collect();
+            let (class, m) =
+                finite
+                    .iter()
+                    .fold((usize::MAX, f64::NEG_INFINITY), |best, &(i, v)| {
+                        if v > best.1 { (i, v) } else { best }
+                    });
+            let z: f64 = finite.iter().map(|&(_, v)| (v - m).exp()).sum();
+            let (got_class, p) = top_prediction(&row).expect("a finite logit");
+            assert_eq!(got_class, class, "len {len}");
+            assert!(
+                (f64::from(p) - 1.0 / z).abs() < 1e-6,
+                "len {len}: {p} vs {}",
+                1.0 / z
+            );
+        }
+        assert_eq!(top_prediction(&[f32::NAN, f32::INFINITY]), None);
+        assert_eq!(top_prediction(&[2.0, 2.0, 1.0]).map(|p| p.0), Some(0));
+    }
 }
