@@ -107,15 +107,15 @@ pub(crate) fn radix_sort_keys<'a>(keys: &'a mut [u32], spare: &'a mut [u32]) -> 
     from
 }
 
-/// The bucket of a key: its top 11 bits (sign, exponent, two mantissa bits), so a bucket is
-/// a quarter of a binade, an interval of the real line, and buckets in index order tile it
-/// in ascending order.
-const BUCKET_SHIFT: u32 = 21;
+/// The bucket of a key: its top 16 bits (sign, exponent, seven mantissa bits), so a bucket
+/// is 1/128 of a binade, an interval of the real line, and buckets in index order tile it in
+/// ascending order.
+const BUCKET_SHIFT: u32 = 16;
 const NBUCKETS: usize = 1 << (32 - BUCKET_SHIFT);
 /// The first bucket of non-negative values: its lower edge is `+0.0` (key `0x8000_0000`).
 const ZERO_BUCKET: usize = 1 << (31 - BUCKET_SHIFT);
 
-/// The lower edge of `bucket` as a value; `+inf` past the last finite bucket.
+/// The lower edge of `bucket` as a value; `±inf` past the finite buckets.
 fn edge(bucket: usize) -> f64 {
     if bucket >= NBUCKETS {
         return f64::INFINITY;
@@ -128,33 +128,46 @@ fn edge(bucket: usize) -> f64 {
     }
 }
 
-/// Per-bucket counts and sums of one column's non-zero finite values.
+/// Per-bucket counts and sums of one column's non-zero finite values, and the range of
+/// buckets in use (only that range is walked and cleared).
 struct Buckets {
-    count: Box<[u32; NBUCKETS]>,
-    sum: Box<[f64; NBUCKETS]>,
+    count: Vec<u32>,
+    sum: Vec<f64>,
+    first: usize,
+    last: usize,
 }
 
 impl Default for Buckets {
     fn default() -> Self {
         Buckets {
-            count: Box::new([0; NBUCKETS]),
-            sum: Box::new([0.0; NBUCKETS]),
+            count: vec![0; NBUCKETS],
+            sum: vec![0.0; NBUCKETS],
+            first: ZERO_BUCKET,
+            last: ZERO_BUCKET,
         }
     }
 }
 
 impl Buckets {
     fn fill(&mut self, keys: &[u32]) {
+        let (mut lo, mut hi) = (u32::MAX, 0u32);
         for &k in keys {
             let b = (k >> BUCKET_SHIFT) as usize;
             self.count[b] += 1;
             self.sum[b] += f64::from(unkey(k));
+            lo = lo.min(k);
+            hi = hi.max(k);
+        }
+        if !keys.is_empty() {
+            self.first = (lo >> BUCKET_SHIFT) as usize;
+            self.last = (hi >> BUCKET_SHIFT) as usize;
         }
     }
 
     fn clear(&mut self) {
-        self.count.fill(0);
-        self.sum.fill(0.0);
+        self.count[self.first..=self.last].fill(0);
+        self.sum[self.first..=self.last].fill(0.0);
+        (self.first, self.last) = (ZERO_BUCKET, ZERO_BUCKET);
     }
 }
 
@@ -182,7 +195,7 @@ struct Column<'a> {
 /// W1 of two columns, `∫ |F_a(x) − F_b(x)| dx`, without sorting them whole; `None` when
 /// either is empty.
 ///
-/// The line is cut into buckets (quarter binades, [`BUCKET_SHIFT`]). Where the CDF
+/// The line is cut into buckets (1/128 of a binade, [`BUCKET_SHIFT`]). Where the CDF
 /// difference `D` keeps one sign over a bucket, `∫ |D| = |∫ D|`, and `∫ D` over the bucket
 /// `[lo, hi)` needs only each side's count and sum there:
 /// `D(lo)·(hi − lo) + (c_a·hi − S_a)/n − (c_b·hi − S_b)/m`. `D` moves within the bucket
@@ -209,8 +222,11 @@ fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f6
     straddling.clear();
     let (mut ia, mut ib) = (0usize, 0usize);
     let mut total = 0.0f64;
-    let mut lo = edge(0);
-    for bucket in 0..NBUCKETS {
+    // Outside the buckets in use (and the zeros' edge) D is 0: nothing to add.
+    let first = ha.first.min(hb.first).min(ZERO_BUCKET);
+    let last = ha.last.max(hb.last).max(ZERO_BUCKET);
+    let mut lo = edge(first);
+    for bucket in first..=last {
         if bucket == ZERO_BUCKET {
             ia += a.zeros;
             ib += b.zeros;
@@ -242,7 +258,6 @@ fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f6
         return Some(total);
     }
     // The straddling buckets' values, in order (sorting by key groups them by bucket).
-    mark.clear();
     mark.resize(NBUCKETS, false);
     for &(bucket, _) in straddling.iter() {
         mark[bucket] = true;
@@ -260,6 +275,9 @@ fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f6
     };
     let xs = sorted(a, keys_a);
     let ys = sorted(b, keys_b);
+    for &(bucket, _) in straddling.iter() {
+        mark[bucket] = false;
+    }
     let (mut i, mut j) = (0usize, 0usize);
     for &(bucket, d0) in straddling.iter() {
         let (lo, hi) = (edge(bucket), edge(bucket + 1));
