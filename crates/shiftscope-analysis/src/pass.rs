@@ -319,19 +319,28 @@ impl Heaps {
     }
 }
 
-/// Adds one chunk of a row to the class sums and maxima; says whether any value in it is
-/// non-finite or may enter the top-k (then the caller looks closer).
+/// Adds one chunk of a row (at most [`CHUNK`] values) to the class sums and maxima; returns
+/// a bit mask of the values that are non-finite or may enter the top-k (the caller looks at
+/// those alone).
 #[inline]
-fn kernel(x: &[f32], acc: &mut [f64], max: &mut [f32], threshold: &[f32]) -> bool {
-    let mut flag = false;
-    for (((&v, a), m), &t) in x.iter().zip(acc).zip(max).zip(threshold) {
+fn kernel(x: &[f32], acc: &mut [f64], max: &mut [f32], threshold: &[f32]) -> u32 {
+    let mut flags = [0u8; CHUNK];
+    for ((((&v, a), m), &t), f) in x.iter().zip(acc).zip(max).zip(threshold).zip(&mut flags) {
         let finite = v.is_finite();
         *a += f64::from(if finite { v } else { 0.0 });
         let vm = if finite { v } else { f32::NEG_INFINITY };
         *m = if vm > *m { vm } else { *m };
-        flag |= !finite | ((v >= t) & (v != 0.0));
+        *f = u8::from(!finite | ((v >= t) & (v != 0.0)));
     }
-    flag
+    // Eight 0/1 bytes to eight bits: the multiply moves byte i's bit to bit 56 + i.
+    let mut mask = 0u32;
+    for (i, bytes) in flags.chunks_exact(8).enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(bytes);
+        let packed = (u64::from_le_bytes(word).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
+        mask |= packed << (8 * i);
+    }
+    mask
 }
 
 fn block_pass(
@@ -368,29 +377,30 @@ fn block_pass(
             let mut o = 0;
             while o < w {
                 let e = (o + CHUNK).min(w);
-                if kernel(
+                let mut mask = kernel(
                     &x[o..e],
                     &mut acc[o..e],
                     &mut out.max[o..e],
                     &threshold[o..e],
-                ) {
-                    for j in o..e {
-                        let v = x[j];
-                        if v.is_finite() {
-                            if v != 0.0 && v >= threshold[j] && k > 0 {
-                                threshold[j] = out.heaps.offer(j, v, image);
-                            }
-                        } else {
-                            if v.is_nan() {
-                                out.nan += 1;
-                            } else if v > 0.0 {
-                                out.pos_inf += 1;
-                            } else {
-                                out.neg_inf += 1;
-                            }
-                            out.non_finite[j] += 1;
-                            class_non_finite[j] += 1;
+                );
+                while mask != 0 {
+                    let j = o + mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let v = x[j];
+                    if v.is_finite() {
+                        if k > 0 {
+                            threshold[j] = out.heaps.offer(j, v, image);
                         }
+                    } else {
+                        if v.is_nan() {
+                            out.nan += 1;
+                        } else if v > 0.0 {
+                            out.pos_inf += 1;
+                        } else {
+                            out.neg_inf += 1;
+                        }
+                        out.non_finite[j] += 1;
+                        class_non_finite[j] += 1;
                     }
                 }
                 o = e;
