@@ -128,13 +128,13 @@ fn edge(bucket: usize) -> f64 {
     }
 }
 
-/// Per-bucket counts and sums of one column's non-zero finite values, and the range of
-/// buckets in use (only that range is walked and cleared).
+/// Per-bucket counts and sums of one column's non-zero finite values, and a bit per bucket
+/// in use, so that a walk visits only those (a ReLU column's values skip over a hundred
+/// binades between 0 and its smallest positive value).
 struct Buckets {
     count: Vec<u32>,
     sum: Vec<f64>,
-    first: usize,
-    last: usize,
+    used: Vec<u64>,
 }
 
 impl Default for Buckets {
@@ -142,32 +142,26 @@ impl Default for Buckets {
         Buckets {
             count: vec![0; NBUCKETS],
             sum: vec![0.0; NBUCKETS],
-            first: ZERO_BUCKET,
-            last: ZERO_BUCKET,
+            used: vec![0; NBUCKETS / 64],
         }
     }
 }
 
 impl Buckets {
     fn fill(&mut self, keys: &[u32]) {
-        let (mut lo, mut hi) = (u32::MAX, 0u32);
         for &k in keys {
             let b = (k >> BUCKET_SHIFT) as usize;
             self.count[b] += 1;
             self.sum[b] += f64::from(unkey(k));
-            lo = lo.min(k);
-            hi = hi.max(k);
-        }
-        if !keys.is_empty() {
-            self.first = (lo >> BUCKET_SHIFT) as usize;
-            self.last = (hi >> BUCKET_SHIFT) as usize;
+            self.used[b / 64] |= 1 << (b % 64);
         }
     }
 
-    fn clear(&mut self) {
-        self.count[self.first..=self.last].fill(0);
-        self.sum[self.first..=self.last].fill(0.0);
-        (self.first, self.last) = (ZERO_BUCKET, ZERO_BUCKET);
+    /// Takes bucket `b`'s count and sum, leaving it empty.
+    fn take(&mut self, b: usize) -> (usize, f64) {
+        let taken = (self.count[b] as usize, self.sum[b]);
+        (self.count[b], self.sum[b]) = (0, 0.0);
+        taken
     }
 }
 
@@ -222,38 +216,41 @@ fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f6
     straddling.clear();
     let (mut ia, mut ib) = (0usize, 0usize);
     let mut total = 0.0f64;
-    // Outside the buckets in use (and the zeros' edge) D is 0: nothing to add.
-    let first = ha.first.min(hb.first).min(ZERO_BUCKET);
-    let last = ha.last.max(hb.last).max(ZERO_BUCKET);
-    let mut lo = edge(first);
-    for bucket in first..=last {
-        if bucket == ZERO_BUCKET {
-            ia += a.zeros;
-            ib += b.zeros;
+    // Counts are integers, so D is exactly 0 before the first value and after the last.
+    let d = |ia: usize, ib: usize| ia as f64 / n - ib as f64 / m;
+    // The upper edge of the last bucket visited: D is constant from there to the next.
+    let mut previous: Option<f64> = None;
+    for word in 0..NBUCKETS / 64 {
+        let mut bits = ha.used[word] | hb.used[word];
+        (ha.used[word], hb.used[word]) = (0, 0);
+        if word == ZERO_BUCKET / 64 {
+            bits |= 1 << (ZERO_BUCKET % 64);
         }
-        let hi = edge(bucket + 1);
-        let (ca, cb) = (ha.count[bucket] as usize, hb.count[bucket] as usize);
-        // Counts are integers, so D is exactly 0 before the first value and after the last.
-        let d0 = ia as f64 / n - ib as f64 / m;
-        if ca == 0 && cb == 0 {
-            if d0 != 0.0 {
-                total += d0.abs() * (hi - lo);
+        while bits != 0 {
+            let bucket = word * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let (lo, hi) = (edge(bucket), edge(bucket + 1));
+            if let Some(p) = previous {
+                total += d(ia, ib).abs() * (lo - p);
             }
-        } else {
+            if bucket == ZERO_BUCKET {
+                // The zeros sit on this bucket's lower edge.
+                ia += a.zeros;
+                ib += b.zeros;
+            }
+            let ((ca, sa), (cb, sb)) = (ha.take(bucket), hb.take(bucket));
+            let d0 = d(ia, ib);
             let (fa, fb) = (ca as f64 / n, cb as f64 / m);
             if hi.is_finite() && (d0 - fb >= 0.0 || d0 + fa <= 0.0) {
-                let (sa, sb) = (ha.sum[bucket], hb.sum[bucket]);
                 total += (d0 * (hi - lo) + (fa * hi - sa / n) - (fb * hi - sb / m)).abs();
             } else {
                 straddling.push((bucket, d0));
             }
             ia += ca;
             ib += cb;
+            previous = Some(hi);
         }
-        lo = hi;
     }
-    ha.clear();
-    hb.clear();
     if straddling.is_empty() {
         return Some(total);
     }
