@@ -357,16 +357,19 @@ impl Tile {
             for r in 0..h {
                 block[r * w..(r + 1) * w].copy_from_slice(segment(matrix, r0 + r, c0, c1, buffer));
             }
-            for j in 0..w {
-                let column = &mut self.keys[j * rows..(j + 1) * rows];
+            let block = &block[..h * w];
+            for (j, column) in self.keys.chunks_exact_mut(rows).take(w).enumerate() {
                 let (mut len, mut finite) = (self.len[j], self.finite[j]);
-                for r in 0..h {
-                    let v = block[r * w + j];
-                    let f = v.is_finite();
-                    // `len ≤ r0 + r < rows`: the write stays inside the column.
+                // `len ≤ r0 + r < rows`: the writes stay inside the column.
+                let column = &mut column[..r0 + h];
+                for row in block.chunks_exact(w) {
+                    let v = row[j];
+                    // On the magnitude bits: finite below the infinity pattern; non-zero and
+                    // finite when `magnitude − 1` (wrapping) is below the largest finite.
+                    let magnitude = v.to_bits() & 0x7fff_ffff;
                     column[len] = key(v);
-                    len += usize::from(f & (v != 0.0));
-                    finite += usize::from(f);
+                    len += usize::from(magnitude.wrapping_sub(1) < 0x7f7f_ffff);
+                    finite += usize::from(magnitude < 0x7f80_0000);
                 }
                 self.len[j] = len;
                 self.finite[j] = finite;
