@@ -132,17 +132,25 @@ fn edge(bucket: usize) -> f64 {
 /// in use, so that a walk visits only those (a ReLU column's values skip over a hundred
 /// binades between 0 and its smallest positive value).
 struct Buckets {
-    count: Vec<u32>,
-    sum: Vec<f64>,
-    used: Vec<u64>,
+    count: Box<[u32; NBUCKETS]>,
+    sum: Box<[f64; NBUCKETS]>,
+    used: Box<[u64; NBUCKETS / 64]>,
+}
+
+/// A zeroed array on the heap (`Box::new([0; N])` would build it on the stack first).
+fn zeroed<T: Copy + Default, const N: usize>() -> Box<[T; N]> {
+    vec![T::default(); N]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap_or_else(|_| Box::new([T::default(); N]))
 }
 
 impl Default for Buckets {
     fn default() -> Self {
         Buckets {
-            count: vec![0; NBUCKETS],
-            sum: vec![0.0; NBUCKETS],
-            used: vec![0; NBUCKETS / 64],
+            count: zeroed(),
+            sum: zeroed(),
+            used: zeroed(),
         }
     }
 }
@@ -259,14 +267,14 @@ fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f6
     for &(bucket, _) in straddling.iter() {
         mark[bucket] = true;
     }
+    // Straddling buckets come in increasing order; most keys fall outside their span.
+    let (low, high) = (straddling[0].0, straddling[straddling.len() - 1].0);
     let mut sorted = |column: Column<'_>, keys: &mut Vec<u32>| -> Vec<u32> {
         keys.clear();
-        keys.extend(
-            column
-                .keys
-                .iter()
-                .filter(|&&k| mark[(k >> BUCKET_SHIFT) as usize]),
-        );
+        keys.extend(column.keys.iter().filter(|&&k| {
+            let bucket = (k >> BUCKET_SHIFT) as usize;
+            bucket.wrapping_sub(low) <= high - low && mark[bucket]
+        }));
         spare.resize(keys.len(), 0);
         radix_sort_keys(keys, spare).to_vec()
     };
