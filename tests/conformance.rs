@@ -4,7 +4,7 @@
 mod common;
 
 use shiftscope_host::{Origin, Plugin};
-use shiftscope_sdk::{ModelAdapter, Pooling, Tensor};
+use shiftscope_sdk::{DatasetInfo, DatasetSource, ModelAdapter, Pooling, Tensor};
 use shiftscope_testkit::{check_dataset_source, check_model_adapter};
 
 /// Enough checks that a run which skipped most of the suite cannot pass.
@@ -206,6 +206,47 @@ fn write_cifar_files(dir: &std::path::Path) {
     std::fs::write(c.join("fog.npy"), npy("|u1", "(5, 32, 32, 3)", &images)).expect("write");
 }
 
+/// One dataset-source config through the built-in plugin (unchecked and checked) and the
+/// loaded library: each passes the suite with at least `min_checks` checks, the library
+/// leaves no output outstanding, and both forms list the same catalog and read the same
+/// classes and first and last image of every dataset. Returns the library's source and the
+/// catalog.
+fn both_forms_agree(
+    builtin: &Plugin,
+    loaded: &Plugin,
+    config: &str,
+    min_checks: usize,
+) -> (Box<dyn DatasetSource>, Vec<DatasetInfo>) {
+    let a = builtin
+        .create_dataset_source_unchecked(config)
+        .expect("built-in source");
+    check_dataset_source(a.as_ref()).assert_passed(min_checks);
+    let checked = builtin
+        .create_dataset_source(config)
+        .expect("checked source");
+    check_dataset_source(checked.as_ref()).assert_passed(min_checks);
+    let b = loaded
+        .create_dataset_source_unchecked(config)
+        .expect("library source");
+    check_dataset_source(b.as_ref()).assert_passed(min_checks);
+    assert_eq!(b.outstanding_outputs(), Some(0));
+    let catalog = a.catalog().expect("catalog");
+    assert_eq!(catalog, b.catalog().expect("library catalog"));
+    for entry in &catalog {
+        let da = a.open(&entry.name).expect("open built-in");
+        let db = b.open(&entry.name).expect("open library");
+        assert_eq!(da.classes(), db.classes());
+        for i in [0, da.len() - 1] {
+            let (x, y) = (
+                da.get(i).expect("built-in image"),
+                db.get(i).expect("library image"),
+            );
+            assert_eq!(x, y, "{} {i}", entry.name);
+        }
+    }
+    (b, catalog)
+}
+
 #[test]
 fn cifar10_conforms_in_both_forms_over_procedural_and_real_layout_files_and_they_agree() {
     let dir = tempfile::tempdir().unwrap();
@@ -217,22 +258,7 @@ fn cifar10_conforms_in_both_forms_over_procedural_and_real_layout_files_and_they
         ("(procedural: true, train_len: 40, test_len: 30)", 30),
         (files.as_str(), 90),
     ] {
-        let a = builtin.create_dataset_source_unchecked(config).unwrap();
-        check_dataset_source(a.as_ref()).assert_passed(min_checks);
-        let checked = builtin.create_dataset_source(config).unwrap();
-        check_dataset_source(checked.as_ref()).assert_passed(min_checks);
-        let b = loaded.create_dataset_source_unchecked(config).unwrap();
-        check_dataset_source(b.as_ref()).assert_passed(min_checks);
-        assert_eq!(b.outstanding_outputs(), Some(0));
-        let catalog = a.catalog().unwrap();
-        assert_eq!(catalog, b.catalog().unwrap());
-        for entry in &catalog {
-            let (da, db) = (a.open(&entry.name).unwrap(), b.open(&entry.name).unwrap());
-            assert_eq!(da.classes(), db.classes());
-            for i in [0, da.len() - 1] {
-                assert_eq!(da.get(i).unwrap(), db.get(i).unwrap(), "{} {i}", entry.name);
-            }
-        }
+        both_forms_agree(&builtin, &loaded, config, min_checks);
     }
     // Through the library too, a broken file is one clear error naming it.
     std::fs::write(
@@ -257,23 +283,8 @@ fn imagenet_conforms_in_both_forms_over_every_layout_and_they_agree() {
     let config = imagenet::testdata::all_layouts(dir.path()).unwrap();
     let builtin = Plugin::builtin_dataset::<imagenet::ImageNet>();
     let loaded = dynamic("imagenet");
-    let a = builtin.create_dataset_source_unchecked(&config).unwrap();
-    check_dataset_source(a.as_ref()).assert_passed(150);
-    let checked = builtin.create_dataset_source(&config).unwrap();
-    check_dataset_source(checked.as_ref()).assert_passed(150);
-    let b = loaded.create_dataset_source_unchecked(&config).unwrap();
-    check_dataset_source(b.as_ref()).assert_passed(150);
-    assert_eq!(b.outstanding_outputs(), Some(0));
-    let catalog = a.catalog().unwrap();
+    let (b, catalog) = both_forms_agree(&builtin, &loaded, &config, 150);
     assert_eq!(catalog.len(), 12);
-    assert_eq!(catalog, b.catalog().unwrap());
-    for entry in &catalog {
-        let (da, db) = (a.open(&entry.name).unwrap(), b.open(&entry.name).unwrap());
-        assert_eq!(da.classes(), db.classes());
-        for i in [0, da.len() - 1] {
-            assert_eq!(da.get(i).unwrap(), db.get(i).unwrap(), "{} {i}", entry.name);
-        }
-    }
     // The class subset crosses the ABI with the catalog.
     let r = catalog.iter().find(|e| e.name == "imagenet-r").unwrap();
     assert_eq!(

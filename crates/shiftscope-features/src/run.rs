@@ -469,31 +469,32 @@ pub fn compute(
     })
 }
 
-/// Opens the store at `root`, its model and dataset `dataset` through `registry`, computes
-/// layer `layer`'s features over N = `top` images and writes them to the cache (what the
-/// viewer's Compute button runs on its worker); returns them with the cache file's path.
+/// Opens the model of the store at `root` (the manifest's, or `model` when given) and dataset
+/// `dataset` through `registry`, computes layer `layer`'s features over N = `top` images and
+/// writes them to the cache; returns them with the cache file's path. What `shiftscope
+/// features` and the viewer's Compute button run. `progress` hears `(images done, in all)`.
+#[allow(clippy::too_many_arguments)]
 pub fn compute_and_save(
     root: &Path,
+    store: &Store,
     registry: &Registry,
+    model: Option<&Path>,
     layer: usize,
     dataset: usize,
     top: usize,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(LayerFeatures, PathBuf), FeatureError> {
-    let store = Store::open(root).map_err(|e| FeatureError::Store {
-        store: root.to_path_buf(),
-        problem: e.to_string(),
-    })?;
-    let mut model = FeatureModel::open(root, &store, registry, None)?;
-    let images = open_dataset(root, &store, registry, dataset)?;
+    let mut model = FeatureModel::open(root, store, registry, model)?;
+    let images = open_dataset(root, store, registry, dataset)?;
     let features = compute(
         root,
-        &store,
+        store,
         &mut model,
         images.as_ref(),
         layer,
         dataset,
         top,
-        &mut |_, _| {},
+        progress,
     )?;
     let path = features.save(root)?;
     Ok((features, path))

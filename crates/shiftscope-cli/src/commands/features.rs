@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use shiftscope_features::{DEFAULT_TOP, FeatureModel, LayerFeatures, compute, open_dataset};
+use shiftscope_features::{DEFAULT_TOP, LayerFeatures, compute_and_save};
 use shiftscope_host::SearchPath;
 use shiftscope_store::{Role, Store};
 
@@ -106,19 +106,17 @@ pub(crate) fn run(cli: &Cli, args: &FeaturesArgs) -> anyhow::Result<()> {
         }
         None => {
             let registry = registry(&SearchPath::standard(&cli.plugin_paths))?;
-            let mut model = FeatureModel::open(root, &store, &registry, args.model.as_deref())?;
-            let images = open_dataset(root, &store, &registry, dataset)?;
             let terminal = std::io::stderr().is_terminal() && !cli.quiet;
             let mut progress = |done: usize, total: usize| {
                 if terminal && (done.is_multiple_of(16) || done == total) {
                     eprint!("\r\x1b[Kre-running top images {done}/{total}");
                 }
             };
-            let f = compute(
+            let (f, path) = compute_and_save(
                 root,
                 &store,
-                &mut model,
-                images.as_ref(),
+                &registry,
+                args.model.as_deref(),
                 layer,
                 dataset,
                 args.top,
@@ -127,7 +125,6 @@ pub(crate) fn run(cli: &Cli, args: &FeaturesArgs) -> anyhow::Result<()> {
             if terminal {
                 eprintln!();
             }
-            let path = f.save(root)?;
             writeln!(out, "cached: {}", path.display())?;
             f
         }

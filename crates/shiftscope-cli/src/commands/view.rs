@@ -4,6 +4,7 @@ use anyhow::{Context, bail};
 use shiftscope_analysis::mistakes::RepairReport;
 use shiftscope_host::SearchPath;
 use shiftscope_runtime::LiveModel;
+use shiftscope_store::Store;
 use shiftscope_ui::MistakesView;
 use shiftscope_viewer::features::FeaturesRunner;
 use shiftscope_viewer::live::LiveOpener;
@@ -69,9 +70,18 @@ pub(crate) fn run(cli: &Cli, args: &ViewArgs) -> anyhow::Result<()> {
     let search = SearchPath::standard(&cli.plugin_paths);
     let features: FeaturesRunner = Box::new(move |(layer, dataset, top)| {
         let registry = registry(&search).map_err(|e| format!("{e:#}"))?;
-        let (f, path) =
-            shiftscope_features::compute_and_save(&store, &registry, layer, dataset, top)
-                .map_err(|e| e.to_string())?;
+        let opened = Store::open(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+        let (f, path) = shiftscope_features::compute_and_save(
+            &store,
+            &opened,
+            &registry,
+            None,
+            layer,
+            dataset,
+            top,
+            &mut |_, _| {},
+        )
+        .map_err(|e| e.to_string())?;
         Ok(format!(
             "colour selectivity and Neuron Features of {} on {}: {}",
             f.layer,
