@@ -22,6 +22,7 @@
 mod cache;
 mod error;
 mod ids;
+mod keys;
 mod layer;
 pub mod mistakes;
 mod pass;

@@ -12,10 +12,10 @@ pub(crate) fn average_ranks(values: &[f32]) -> Vec<f64> {
     let mut order: Vec<u64> = values
         .iter()
         .enumerate()
-        .map(|(i, &v)| (u64::from(crate::shift::key(v)) << 32) | i as u64)
+        .map(|(i, &v)| (u64::from(crate::keys::key(v)) << 32) | i as u64)
         .collect();
     order.sort_unstable();
-    let value = |p: u64| crate::shift::unkey((p >> 32) as u32);
+    let value = |p: u64| crate::keys::unkey((p >> 32) as u32);
     let mut ranks = vec![0.0; values.len()];
     let mut i = 0;
     while i < order.len() {
