@@ -3,13 +3,13 @@
 
 /// Order-preserving map of an `f32` bit pattern to a `u32`: negatives below `0x8000_0000`,
 /// positives above, in `total_cmp` order.
-#[inline]
+#[inline(always)]
 pub(crate) fn key(v: f32) -> u32 {
     let b = v.to_bits();
     if b >> 31 == 1 { !b } else { b | 0x8000_0000 }
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn unkey(k: u32) -> f32 {
     f32::from_bits(if k >> 31 == 1 { k & 0x7fff_ffff } else { !k })
 }

@@ -28,6 +28,7 @@ pub mod mistakes;
 mod pass;
 mod scores;
 mod shift;
+mod simd;
 mod views;
 
 use std::path::{Path, PathBuf};

@@ -43,6 +43,7 @@ pub(crate) struct PassOutput {
 }
 
 /// Reads the segment `[c0, c1)` of a row as `f32` (a borrowed slice for `f32` stores).
+#[inline(always)]
 pub(crate) fn segment<'a>(
     matrix: &'a LayerMatrix<'_>,
     row: usize,
@@ -322,7 +323,7 @@ impl Heaps {
 /// Adds one chunk of a row (at most [`CHUNK`] values) to the class sums and maxima; returns
 /// a bit mask of the values that are non-finite or may enter the top-k (the caller looks at
 /// those alone).
-#[inline]
+#[inline(always)]
 fn kernel(x: &[f32], acc: &mut [f64], max: &mut [f32], threshold: &[f32]) -> u32 {
     let mut flags = [0u8; CHUNK];
     for ((((&v, a), m), &t), f) in x.iter().zip(acc).zip(max).zip(threshold).zip(&mut flags) {
@@ -344,6 +345,23 @@ fn kernel(x: &[f32], acc: &mut [f64], max: &mut [f32], threshold: &[f32]) -> u32
 }
 
 fn block_pass(
+    matrix: &LayerMatrix<'_>,
+    order: &[u32],
+    starts: &[usize],
+    classes: usize,
+    k: usize,
+    c0: usize,
+    c1: usize,
+) -> BlockOutput {
+    crate::simd::wide(
+        #[inline(always)]
+        || block_pass_body(matrix, order, starts, classes, k, c0, c1),
+    )
+}
+
+/// [`block_pass`], inlined into its AVX2 build ([`crate::simd::wide`]).
+#[inline(always)]
+fn block_pass_body(
     matrix: &LayerMatrix<'_>,
     order: &[u32],
     starts: &[usize],

@@ -94,6 +94,7 @@ impl Default for Buckets {
 }
 
 impl Buckets {
+    #[inline(always)]
     fn fill(&mut self, keys: &[u32]) {
         for &k in keys {
             let b = (k >> BUCKET_SHIFT) as usize;
@@ -104,6 +105,7 @@ impl Buckets {
     }
 
     /// Takes bucket `b`'s count and sum, leaving it empty.
+    #[inline(always)]
     fn take(&mut self, b: usize) -> (usize, f64) {
         let taken = (self.count[b] as usize, self.sum[b]);
         (self.count[b], self.sum[b]) = (0, 0.0);
@@ -142,6 +144,7 @@ struct Column<'a> {
 /// between `D(lo) − c_b/m` and `D(lo) + c_a/n`; only when that range holds zero are the
 /// bucket's values sorted and the integral walked point by point. Equal to the sorted merge
 /// ([`wasserstein1_sorted`]) up to rounding.
+#[inline(always)]
 fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f64> {
     let (na, nb) = (a.keys.len() + a.zeros, b.keys.len() + b.zeros);
     if na == 0 || nb == 0 {
@@ -291,6 +294,7 @@ impl Tile {
     /// time into `block` (the copies are independent, so their cache misses overlap) and
     /// transposed from there. Branch-free: every key is written, and the column's length
     /// advances only for a kept one.
+    #[inline(always)]
     fn gather(&mut self, matrix: &LayerMatrix<'_>, c0: usize, c1: usize, scratch: &mut Scratch) {
         let w = c1 - c0;
         let rows = self.rows;
@@ -347,26 +351,32 @@ pub(crate) fn layer_w1(
     let next = AtomicUsize::new(0);
     let mut out = vec![f32::NAN; cols];
     let parts: Vec<Vec<(usize, f32)>> = std::thread::scope(|scope| {
+        // The whole worker in one AVX2 build: gather, buckets and walk inline into it.
         let worker = || {
-            let mut found = Vec::new();
-            let (mut tile_a, mut tile_b) = (Tile::new(rows_a), Tile::new(rows_b));
-            let (mut gather, mut scratch) = (Scratch::default(), W1Scratch::default());
-            loop {
-                let t = next.fetch_add(1, Ordering::Relaxed);
-                if t >= tiles {
-                    break;
-                }
-                let c0 = t * TILE;
-                let c1 = (c0 + TILE).min(cols);
-                tile_a.gather(a, c0, c1, &mut gather);
-                tile_b.gather(b, c0, c1, &mut gather);
-                for j in 0..c1 - c0 {
-                    let (x, y) = (tile_a.column(j), tile_b.column(j));
-                    let w = column_w1(x, y, &mut scratch).map_or(f32::NAN, |w| w as f32);
-                    found.push((c0 + j, w));
-                }
-            }
-            found
+            crate::simd::wide(
+                #[inline(always)]
+                || {
+                    let mut found = Vec::new();
+                    let (mut tile_a, mut tile_b) = (Tile::new(rows_a), Tile::new(rows_b));
+                    let (mut gather, mut scratch) = (Scratch::default(), W1Scratch::default());
+                    loop {
+                        let t = next.fetch_add(1, Ordering::Relaxed);
+                        if t >= tiles {
+                            break;
+                        }
+                        let c0 = t * TILE;
+                        let c1 = (c0 + TILE).min(cols);
+                        tile_a.gather(a, c0, c1, &mut gather);
+                        tile_b.gather(b, c0, c1, &mut gather);
+                        for j in 0..c1 - c0 {
+                            let (x, y) = (tile_a.column(j), tile_b.column(j));
+                            let w = column_w1(x, y, &mut scratch).map_or(f32::NAN, |w| w as f32);
+                            found.push((c0 + j, w));
+                        }
+                    }
+                    found
+                },
+            )
         };
         let handles: Vec<_> = (0..threads.clamp(1, tiles.max(1)))
             .filter_map(|t| {

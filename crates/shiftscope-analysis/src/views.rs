@@ -152,6 +152,7 @@ pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
 const LANES: usize = 8;
 
 /// The largest finite value of `row`; `None` when none is finite.
+#[inline(always)]
 fn max_finite(row: &[f32]) -> Option<f32> {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let chunks = row.chunks_exact(LANES);
@@ -198,6 +199,7 @@ fn exp_nonpositive(x: f32) -> f32 {
 }
 
 /// `Σ e^(v − m)` over the finite values of `row` (`m`: their maximum).
+#[inline(always)]
 fn exp_sum(row: &[f32], m: f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = row.chunks_exact(LANES);
@@ -218,6 +220,7 @@ fn exp_sum(row: &[f32], m: f32) -> f32 {
 
 /// The most probable class of one row of logits (the first of equal maxima) and its softmax
 /// probability over the finite logits; `None` when no logit is finite.
+#[inline(always)]
 fn top_prediction(row: &[f32]) -> Option<(usize, f32)> {
     let m = max_finite(row)?;
     let class = row.iter().position(|&v| v == m)?;
@@ -246,21 +249,26 @@ pub(crate) fn predictions(
             .collect()
     });
     let parts = crate::pass::parallel_map(rows.div_ceil(ROWS), threads, |part| {
-        let (mut buffer, mut gathered) = (Vec::new(), Vec::new());
-        let mut out = Vec::with_capacity(ROWS);
-        for i in part * ROWS..((part + 1) * ROWS).min(rows) {
-            let row = crate::pass::segment(logits, i, 0, k, &mut buffer);
-            let best = match &competing {
-                None => top_prediction(row),
-                Some(classes) => {
-                    gathered.clear();
-                    gathered.extend(classes.iter().map(|&c| row[c]));
-                    top_prediction(&gathered).map(|(j, p)| (classes[j], p))
+        crate::simd::wide(
+            #[inline(always)]
+            || {
+                let (mut buffer, mut gathered) = (Vec::new(), Vec::new());
+                let mut out = Vec::with_capacity(ROWS);
+                for i in part * ROWS..((part + 1) * ROWS).min(rows) {
+                    let row = crate::pass::segment(logits, i, 0, k, &mut buffer);
+                    let best = match &competing {
+                        None => top_prediction(row),
+                        Some(classes) => {
+                            gathered.clear();
+                            gathered.extend(classes.iter().map(|&c| row[c]));
+                            top_prediction(&gathered).map(|(j, p)| (classes[j], p))
+                        }
+                    };
+                    out.push(best.map_or((u32::MAX, 0.0), |(c, p)| (c as u32, p)));
                 }
-            };
-            out.push(best.map_or((u32::MAX, 0.0), |(c, p)| (c as u32, p)));
-        }
-        out
+                out
+            },
+        )
     });
     let (predicted, probability) = parts.into_iter().flatten().unzip();
     Predictions {
