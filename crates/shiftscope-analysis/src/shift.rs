@@ -66,13 +66,14 @@ fn edge(bucket: usize) -> f64 {
     }
 }
 
-/// Per-bucket counts and sums of one column's non-zero finite values, and a bit per bucket
-/// in use, so that a walk visits only those (a ReLU column's values skip over a hundred
-/// binades between 0 and its smallest positive value).
+/// Per-bucket counts and sums of one column's non-zero finite values, and a flag per group of
+/// 64 buckets in use, so that a walk visits only those (a ReLU column's values skip over a
+/// hundred binades between 0 and its smallest positive value). The flag is a plain byte
+/// store: a bit set by read-modify-write would chain each value to the last one of its group.
 struct Buckets {
     count: Box<[u32; NBUCKETS]>,
     sum: Box<[f64; NBUCKETS]>,
-    used: Box<[u64; NBUCKETS / 64]>,
+    used: Box<[u8; NBUCKETS / 64]>,
 }
 
 /// A zeroed array on the heap (`Box::new([0; N])` would build it on the stack first).
@@ -95,13 +96,25 @@ impl Default for Buckets {
 
 impl Buckets {
     #[inline(always)]
-    fn fill(&mut self, keys: &[u32]) {
-        for &k in keys {
-            let b = (k >> BUCKET_SHIFT) as usize;
+    fn fill(&mut self, values: &[f32]) {
+        for &v in values {
+            let b = (key(v) >> BUCKET_SHIFT) as usize;
             self.count[b] += 1;
-            self.sum[b] += f64::from(unkey(k));
-            self.used[b / 64] |= 1 << (b % 64);
+            self.sum[b] += f64::from(v);
+            self.used[b / 64] = 1;
         }
+    }
+
+    /// Which buckets of group `word` hold values (a bit per bucket), clearing its flag.
+    #[inline(always)]
+    fn take_group(&mut self, word: usize) -> u64 {
+        if std::mem::take(&mut self.used[word]) == 0 {
+            return 0;
+        }
+        self.count[word * 64..][..64]
+            .iter()
+            .enumerate()
+            .fold(0, |bits, (i, &c)| bits | (u64::from(c != 0) << i))
     }
 
     /// Takes bucket `b`'s count and sum, leaving it empty.
@@ -126,11 +139,11 @@ pub(crate) struct W1Scratch {
     spare: Vec<u32>,
 }
 
-/// One column of one dataset: its non-zero finite values as keys (any order), and how many
-/// exact zeros (either sign) it had.
+/// One column of one dataset: its non-zero finite values (any order), and how many exact
+/// zeros (either sign) it had.
 #[derive(Clone, Copy)]
 struct Column<'a> {
-    keys: &'a [u32],
+    values: &'a [f32],
     zeros: usize,
 }
 
@@ -146,7 +159,7 @@ struct Column<'a> {
 /// ([`wasserstein1_sorted`]) up to rounding.
 #[inline(always)]
 fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f64> {
-    let (na, nb) = (a.keys.len() + a.zeros, b.keys.len() + b.zeros);
+    let (na, nb) = (a.values.len() + a.zeros, b.values.len() + b.zeros);
     if na == 0 || nb == 0 {
         return None;
     }
@@ -160,8 +173,8 @@ fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f6
         keys_b,
         spare,
     } = scratch;
-    ha.fill(a.keys);
-    hb.fill(b.keys);
+    ha.fill(a.values);
+    hb.fill(b.values);
     straddling.clear();
     let (mut ia, mut ib) = (0usize, 0usize);
     let mut total = 0.0f64;
@@ -170,8 +183,7 @@ fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f6
     // The upper edge of the last bucket visited: D is constant from there to the next.
     let mut previous: Option<f64> = None;
     for word in 0..NBUCKETS / 64 {
-        let mut bits = ha.used[word] | hb.used[word];
-        (ha.used[word], hb.used[word]) = (0, 0);
+        let mut bits = ha.take_group(word) | hb.take_group(word);
         if word == ZERO_BUCKET / 64 {
             bits |= 1 << (ZERO_BUCKET % 64);
         }
@@ -212,7 +224,7 @@ fn column_w1(a: Column<'_>, b: Column<'_>, scratch: &mut W1Scratch) -> Option<f6
     let (low, high) = (straddling[0].0, straddling[straddling.len() - 1].0);
     let mut sorted = |column: Column<'_>, keys: &mut Vec<u32>| -> Vec<u32> {
         keys.clear();
-        keys.extend(column.keys.iter().filter(|&&k| {
+        keys.extend(column.values.iter().map(|&v| key(v)).filter(|&k| {
             let bucket = (k >> BUCKET_SHIFT) as usize;
             bucket.wrapping_sub(low) <= high - low && mark[bucket]
         }));
@@ -271,10 +283,10 @@ struct Scratch {
 }
 
 /// Per-thread buffers for one tile of columns of one dataset: column `j`'s non-zero finite
-/// keys at `keys[j * rows..][..len[j]]`, in row order; finite values per column.
+/// values at `values[j * rows..][..len[j]]`, in row order; finite values per column.
 struct Tile {
     rows: usize,
-    keys: Vec<u32>,
+    values: Vec<f32>,
     len: [usize; TILE],
     finite: [usize; TILE],
 }
@@ -283,14 +295,14 @@ impl Tile {
     fn new(rows: usize) -> Tile {
         Tile {
             rows,
-            keys: vec![0; rows * TILE],
+            values: vec![0.0; rows * TILE],
             len: [0; TILE],
             finite: [0; TILE],
         }
     }
 
     /// Reads columns `[c0, c1)` (at most [`TILE`]) of every row, keeping the non-zero finite
-    /// values' keys per column and counting the finite ones. Rows are copied [`TILE`] at a
+    /// values per column and counting the finite ones. Rows are copied [`TILE`] at a
     /// time into `block` (the copies are independent, so their cache misses overlap) and
     /// transposed from there. Branch-free: every key is written, and the column's length
     /// advances only for a kept one.
@@ -308,7 +320,7 @@ impl Tile {
                 block[r * w..(r + 1) * w].copy_from_slice(segment(matrix, r0 + r, c0, c1, buffer));
             }
             let block = &block[..h * w];
-            for (j, column) in self.keys.chunks_exact_mut(rows).take(w).enumerate() {
+            for (j, column) in self.values.chunks_exact_mut(rows).take(w).enumerate() {
                 let (mut len, mut finite) = (self.len[j], self.finite[j]);
                 // `len ≤ r0 + r < rows`: the writes stay inside the column.
                 let column = &mut column[..r0 + h];
@@ -317,7 +329,7 @@ impl Tile {
                     // On the magnitude bits: finite below the infinity pattern; non-zero and
                     // finite when `magnitude − 1` (wrapping) is below the largest finite.
                     let magnitude = v.to_bits() & 0x7fff_ffff;
-                    column[len] = key(v);
+                    column[len] = v;
                     len += usize::from(magnitude.wrapping_sub(1) < 0x7f7f_ffff);
                     finite += usize::from(magnitude < 0x7f80_0000);
                 }
@@ -327,11 +339,11 @@ impl Tile {
         }
     }
 
-    /// Column `j`: its non-zero finite values' keys and its zeros.
+    /// Column `j`: its non-zero finite values and its zeros.
     fn column(&self, j: usize) -> Column<'_> {
         let (len, finite, rows) = (self.len[j], self.finite[j], self.rows);
         Column {
-            keys: &self.keys[j * rows..j * rows + len],
+            values: &self.values[j * rows..j * rows + len],
             zeros: finite - len,
         }
     }
@@ -409,7 +421,7 @@ mod tests {
     use crate::keys::tests::awkward;
 
     /// Columns of a row-major matrix, gathered as tiles: each column's non-zero finite
-    /// values (as keys) and its zeros.
+    /// values and its zeros.
     #[test]
     fn tiles_gather_columns_and_count_zeros() {
         let (rows, cols) = (700, 70);
@@ -429,7 +441,7 @@ mod tests {
             tile.gather(&matrix, c0, c1, &mut scratch);
             for j in 0..c1 - c0 {
                 let column = tile.column(j);
-                let values: Vec<u32> = column.keys.iter().map(|&k| unkey(k).to_bits()).collect();
+                let values: Vec<u32> = column.values.iter().map(|v| v.to_bits()).collect();
                 let finite: Vec<f32> = (0..rows)
                     .map(|r| data[r * cols + c0 + j])
                     .filter(|v| v.is_finite())
@@ -445,26 +457,22 @@ mod tests {
         }
     }
 
-    /// A column from values: keys of the non-zero ones in the given order, zeros counted.
-    fn column_of(values: &[f32]) -> (Vec<u32>, usize) {
-        let keys: Vec<u32> = values
-            .iter()
-            .filter(|&&v| v != 0.0)
-            .map(|&v| key(v))
-            .collect();
-        let zeros = values.len() - keys.len();
-        (keys, zeros)
+    /// A column from values: the non-zero ones in the given order, zeros counted.
+    fn column_of(values: &[f32]) -> (Vec<f32>, usize) {
+        let kept: Vec<f32> = values.iter().copied().filter(|&v| v != 0.0).collect();
+        let zeros = values.len() - kept.len();
+        (kept, zeros)
     }
 
     fn bucketed(a: &[f32], b: &[f32], scratch: &mut W1Scratch) -> Option<f64> {
-        let (ka, za) = column_of(a);
-        let (kb, zb) = column_of(b);
+        let (va, za) = column_of(a);
+        let (vb, zb) = column_of(b);
         let ca = Column {
-            keys: &ka,
+            values: &va,
             zeros: za,
         };
         let cb = Column {
-            keys: &kb,
+            values: &vb,
             zeros: zb,
         };
         column_w1(ca, cb, scratch)
