@@ -151,21 +151,41 @@ pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
 /// vector register.
 const LANES: usize = 8;
 
-/// The largest finite value of `row`; `None` when none is finite.
+/// The largest finite value of `row` and where it first is; `None` when none is finite.
+/// Each lane keeps its maximum and the chunk it came from, so no second scan looks for it.
 #[inline(always)]
-fn max_finite(row: &[f32]) -> Option<f32> {
+fn max_finite(row: &[f32]) -> Option<(f32, usize)> {
     let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut at = [0u32; LANES];
     let chunks = row.chunks_exact(LANES);
     let rest = chunks.remainder();
-    for chunk in chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a = if v.is_finite() && v > *a { v } else { *a };
+    for (c, chunk) in chunks.enumerate() {
+        for ((a, i), &v) in acc.iter_mut().zip(&mut at).zip(chunk) {
+            let better = v.is_finite() && v > *a;
+            *a = if better { v } else { *a };
+            *i = if better { c as u32 } else { *i };
         }
     }
-    let m = rest.iter().chain(&acc).fold(f32::NEG_INFINITY, |a, &v| {
-        if v.is_finite() && v > a { v } else { a }
-    });
-    m.is_finite().then_some(m)
+    let lanes = acc
+        .iter()
+        .zip(&at)
+        .enumerate()
+        .map(|(l, (&v, &c))| (v, c as usize * LANES + l));
+    let tail = rest
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v, row.len() - rest.len() + i));
+    // The largest finite value; among equals, the first position.
+    lanes
+        .chain(tail)
+        .filter(|(v, _)| v.is_finite())
+        .reduce(|a, b| {
+            if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) {
+                b
+            } else {
+                a
+            }
+        })
 }
 
 /// `e^x` for `x ≤ 0`, branch-free so that row loops vectorise (`f32::exp` is a libm call):
@@ -222,8 +242,7 @@ fn exp_sum(row: &[f32], m: f32) -> f32 {
 /// probability over the finite logits; `None` when no logit is finite.
 #[inline(always)]
 fn top_prediction(row: &[f32]) -> Option<(usize, f32)> {
-    let m = max_finite(row)?;
-    let class = row.iter().position(|&v| v == m)?;
+    let (m, class) = max_finite(row)?;
     Some((class, 1.0 / exp_sum(row, m)))
 }
 
@@ -564,5 +583,16 @@ mod tests {
         }
         assert_eq!(top_prediction(&[f32::NAN, f32::INFINITY]), None);
         assert_eq!(top_prediction(&[2.0, 2.0, 1.0]).map(|p| p.0), Some(0));
+        // Equal maxima in different lanes, and in the tail after the last full chunk: the
+        // first position wins.
+        let mut row = vec![0.0f32; 20];
+        (row[13], row[5]) = (3.0, 3.0);
+        assert_eq!(top_prediction(&row).map(|p| p.0), Some(5));
+        (row[17], row[9]) = (4.0, 4.0);
+        assert_eq!(top_prediction(&row).map(|p| p.0), Some(9));
+        row[18] = 5.0;
+        assert_eq!(top_prediction(&row).map(|p| p.0), Some(18));
+        row[2] = f32::INFINITY;
+        assert_eq!(top_prediction(&row).map(|p| p.0), Some(18));
     }
 }
