@@ -10,8 +10,12 @@
 
 use shiftscope_store::LayerMatrix;
 
+use crate::simd::prefetch;
+
 /// Columns per inner-loop chunk: the slow path is taken per chunk.
 const CHUNK: usize = 32;
+/// Rows ahead whose blocks are prefetched.
+const AHEAD: usize = 4;
 /// Column blocks are aligned to this many columns (a cache line of `f32`s, times four).
 const ALIGN: usize = 16;
 
@@ -390,7 +394,16 @@ fn block_pass_body(
     for g in 0..=classes {
         acc.fill(0.0);
         class_non_finite.fill(0);
-        for &image in &order[starts[g]..starts[g + 1]] {
+        for (p, &image) in order.iter().enumerate().take(starts[g + 1]).skip(starts[g]) {
+            // Rows come in label order, scattered over the file: fetch a later one's block
+            // while this one is added.
+            if let Some(&ahead) = order.get(p + AHEAD) {
+                let r = ahead as usize;
+                match matrix {
+                    LayerMatrix::F32 { cols, data, .. } => prefetch(&data[r * cols + c0..][..w]),
+                    LayerMatrix::F16 { cols, data, .. } => prefetch(&data[r * cols + c0..][..w]),
+                }
+            }
             let x = segment(matrix, image as usize, c0, c1, &mut buffer);
             let mut o = 0;
             while o < w {
