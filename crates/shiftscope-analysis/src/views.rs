@@ -161,7 +161,8 @@ fn max_finite(row: &[f32]) -> Option<(f32, usize)> {
     let rest = chunks.remainder();
     for (c, chunk) in chunks.enumerate() {
         for ((a, i), &v) in acc.iter_mut().zip(&mut at).zip(chunk) {
-            let better = v.is_finite() && v > *a;
+            // `&`, not `&&`: a short circuit is a branch, and the loop would not vectorise.
+            let better = v.is_finite() & (v > *a);
             *a = if better { v } else { *a };
             *i = if better { c as u32 } else { *i };
         }
