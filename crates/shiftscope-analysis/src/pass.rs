@@ -480,6 +480,38 @@ mod tests {
         }
     }
 
+    /// The AVX2 build ([`crate::simd::wide`], through `block_pass`) and the baseline build
+    /// (`block_pass_body` called from here) give the same bits, non-finite values included.
+    #[test]
+    fn wide_and_baseline_builds_agree() {
+        let (rows, cols, classes, k) = (300, 77, 4, 5);
+        let mut data = crate::keys::tests::awkward(rows * cols, 17, 3);
+        data[5] = f32::NAN;
+        data[cols + 6] = f32::INFINITY;
+        data[2 * cols + 7] = f32::NEG_INFINITY;
+        let matrix = LayerMatrix::F32 {
+            rows,
+            cols,
+            data: &data,
+        };
+        let labels: Vec<i32> = (0..rows).map(|r| (r * 7 % 5) as i32 - 1).collect();
+        let (order, starts) = group_rows(&labels, classes);
+        let wide = block_pass(&matrix, &order, &starts, classes, k, 3, 70);
+        let plain = block_pass_body(&matrix, &order, &starts, classes, k, 3, 70);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&wide.max), bits(&plain.max));
+        assert_eq!(bits(&wide.means), bits(&plain.means));
+        assert_eq!(bits(&wide.heaps.values), bits(&plain.heaps.values));
+        assert_eq!(wide.heaps.images, plain.heaps.images);
+        assert_eq!(wide.heaps.len, plain.heaps.len);
+        assert_eq!(wide.non_finite, plain.non_finite);
+        assert_eq!(
+            (wide.nan, wide.pos_inf, wide.neg_inf),
+            (plain.nan, plain.pos_inf, plain.neg_inf)
+        );
+        assert_eq!((plain.nan, plain.pos_inf, plain.neg_inf), (1, 1, 1));
+    }
+
     #[test]
     fn rows_group_by_label_in_index_order() {
         let (order, starts) = group_rows(&[2, 0, -1, 2, 0, 7], 3);

@@ -9,8 +9,9 @@
 
 /// Runs `f`, compiled for AVX2 and FMA when this CPU has them, else as built.
 ///
-/// Only what is inlined into `f` gets the wider build: keep the hot loop in `f`'s body, and
-/// the functions it calls in the loop `#[inline(always)]`.
+/// Only what is inlined into `f` gets the wider build: pass `#[inline(always)] || …`, keep
+/// the hot loop in its body, and make the functions it calls in the loop `#[inline(always)]`.
+/// The modules' tests check that both builds agree (e.g. `pass::tests`).
 #[inline(always)]
 pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]

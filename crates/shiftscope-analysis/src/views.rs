@@ -544,6 +544,31 @@ mod tests {
         assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
     }
 
+    /// The AVX2 build ([`predictions`]) and the baseline build (`top_prediction` called from
+    /// here) give the same classes and probability bits.
+    #[test]
+    fn wide_and_baseline_builds_agree() {
+        let (rows, k) = (50, 1003);
+        let mut logits = crate::keys::tests::awkward(rows * k, 23, 1);
+        for v in &mut logits {
+            *v = v.clamp(-60.0, 60.0);
+        }
+        logits[7] = f32::NAN;
+        logits[k + 3] = f32::INFINITY;
+        let matrix = LayerMatrix::F32 {
+            rows,
+            cols: k,
+            data: &logits,
+        };
+        let labels = vec![0; rows];
+        let wide = predictions(0, &labels, &matrix, rows, 2, None);
+        for (r, row) in logits.chunks_exact(k).enumerate() {
+            let (class, p) = top_prediction(row).expect("finite logits");
+            assert_eq!(wide.predicted[r], class as u32, "row {r}");
+            assert_eq!(wide.probability[r].to_bits(), p.to_bits(), "row {r}");
+        }
+    }
+
     #[test]
     fn top_prediction_against_a_plain_softmax() {
         let mut state = 17u64;
