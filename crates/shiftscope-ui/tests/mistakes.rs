@@ -186,6 +186,25 @@ fn the_panel_lists_the_neurons_behind_the_mistakes_and_the_repair() {
     harness.get_by_label("+15.00");
     harness.get_by_label("-5.00");
 
+    // In a narrow panel each strip shows what fits, at least one image, and counts the
+    // rest, instead of running past the panel's edge.
+    let mut narrow = Harness::builder().with_size([300.0, 900.0]).build_ui_state(
+        |ui, intents: &mut Vec<Intent>| {
+            intents.extend(mistakes_panel(ui, &view));
+        },
+        Vec::new(),
+    );
+    narrow.run();
+    let counted = (1..=10).any(|k| narrow.query_all_by_label(&format!("+{k}")).next().is_some());
+    assert!(counted, "no '+N' for the top images left out");
+    narrow
+        .get_all_by_label(&format!("ood#{}", first.index))
+        .next()
+        .unwrap()
+        .click();
+    narrow.run();
+    assert_eq!(narrow.state().last(), Some(&Intent::SelectImage(first)));
+
     // While it loads, the panel says so and emits nothing.
     let loading: Loadable<MistakesView> = Loadable::Loading("explaining".into());
     let mut h = Harness::builder().with_size([520.0, 300.0]).build_ui_state(

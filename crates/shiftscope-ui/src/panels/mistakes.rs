@@ -238,7 +238,11 @@ fn neuron_row(
             .find(|(x, _)| *x == n.neuron)
             .map(|(_, ids)| ids.as_slice())
             .unwrap_or_default();
-        for &id in images {
+        // As many thumbnails as the row has room for (at least one); the rest are counted.
+        let room = ui.available_width() - 2.0 * ui.spacing().item_spacing.x - 24.0;
+        let fits = ((room / (THUMB + ui.spacing().item_spacing.x)).floor() as usize).max(1);
+        let shown = images.len().min(fits);
+        for &id in &images[..shown] {
             let label = format!("{}#{}", d.name, id.index);
             let response = match texture(ui, view, id) {
                 Some(t) => ui.add(
@@ -254,6 +258,10 @@ fn neuron_row(
             {
                 out.push(Intent::SelectImage(id));
             }
+        }
+        if shown < images.len() {
+            ui.small(format!("+{}", images.len() - shown))
+                .on_hover_text("more top images: widen the panel to see them");
         }
     });
 }
