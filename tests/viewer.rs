@@ -291,3 +291,25 @@ fn live_mode_and_the_mistakes_panel_run_their_workers() {
     );
     assert!(!stderr.contains("ERROR"), "{stderr}");
 }
+
+/// Without a display, `view` says so and how to run it headless, instead of winit's panic.
+#[test]
+fn view_without_a_display_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(common::binary())
+        .arg("view")
+        .arg(dir.path())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no display to open the viewer's window on")
+            && stderr.contains("xvfb-run -a shiftscope view"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

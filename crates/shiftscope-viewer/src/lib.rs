@@ -54,6 +54,13 @@ pub enum ViewerError {
     /// The loader thread could not start.
     #[error("starting the loader thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// Linux without an X or Wayland display to open the window on.
+    #[error(
+        "no display to open the viewer's window on (DISPLAY and WAYLAND_DISPLAY are unset): run \
+         it in a desktop session, or headless with `xvfb-run -a shiftscope view {0} --screenshot \
+         view.png` (tools/setup.sh installs Xvfb)"
+    )]
+    NoDisplay(String),
     /// The app stopped with an error (already printed: a failed load, a bad selection).
     #[error("the viewer stopped: {0}")]
     Failed(String),
@@ -152,6 +159,14 @@ impl std::fmt::Debug for Workers {
 pub fn run_viewer(options: &ViewerOptions, workers: Workers) -> Result<(), ViewerError> {
     if !options.store.is_dir() {
         return Err(ViewerError::NoStore(options.store.clone()));
+    }
+    // Without a display, winit's event loop would panic.
+    if cfg!(target_os = "linux")
+        && ["DISPLAY", "WAYLAND_DISPLAY", "WAYLAND_SOCKET"]
+            .iter()
+            .all(|v| std::env::var_os(v).is_none_or(|x| x.is_empty()))
+    {
+        return Err(ViewerError::NoDisplay(options.store.display().to_string()));
     }
     let actions = options.actions()?;
     let scripted = actions.iter().any(Action::ends_app);
