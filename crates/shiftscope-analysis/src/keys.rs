@@ -68,15 +68,22 @@ pub(crate) fn radix_sort_keys<'a>(keys: &'a mut [u32], spare: &'a mut [u32]) -> 
 pub(crate) mod tests {
     use super::*;
 
+    /// One step of the tests' 64-bit linear congruential generator (Knuth's MMIX constants):
+    /// the new state, whose high bits are the random ones.
+    pub(crate) fn lcg(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *state
+    }
+
     /// Random `f32`s of every kind W1 meets: signed values over many magnitudes, runs of
     /// exact zeros of both signs, subnormals, ties.
     pub(crate) fn awkward(n: usize, seed: u64, zeros_in_8: u64) -> Vec<f32> {
         let mut state = seed;
         (0..n)
             .map(|i| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                let state = lcg(&mut state);
                 let r = (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
                 match (state >> 20) % 8 {
                     z if z < zeros_in_8 => {

@@ -304,7 +304,7 @@ impl Tile {
     /// Reads columns `[c0, c1)` (at most [`TILE`]) of every row, keeping the non-zero finite
     /// values per column and counting the finite ones. Rows are copied [`TILE`] at a
     /// time into `block` (the copies are independent, so their cache misses overlap) and
-    /// transposed from there. Branch-free: every key is written, and the column's length
+    /// transposed from there. Branch-free: every value is written, and the column's length
     /// advances only for a kept one.
     #[inline(always)]
     fn gather(&mut self, matrix: &LayerMatrix<'_>, c0: usize, c1: usize, scratch: &mut Scratch) {
@@ -418,7 +418,7 @@ pub(crate) fn layer_w1(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::tests::awkward;
+    use crate::keys::tests::{awkward, lcg};
 
     /// Columns of a row-major matrix, gathered as tiles: each column's non-zero finite
     /// values and its zeros.
@@ -491,9 +491,7 @@ mod tests {
         let mut state = seed;
         (0..n)
             .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                let state = lcg(&mut state);
                 let u = (state >> 40) as f32 / (1u64 << 24) as f32;
                 if (state >> 20) % 8 < zeros_in_8 {
                     0.0

@@ -171,14 +171,7 @@ fn the_panel_lists_the_neurons_behind_the_mistakes_and_the_repair() {
     );
     // A top image of the first insufficient neuron opens that image.
     let first = view_first_image(&view);
-    // (the same image may top several neurons' strips: take the first)
-    harness
-        .get_all_by_label(&format!("ood#{}", first.index))
-        .next()
-        .unwrap()
-        .click();
-    harness.run();
-    assert_eq!(harness.state().last(), Some(&Intent::SelectImage(first)));
+    clicking_opens(&mut harness, first);
     // The repair: both accuracies side by side and the change.
     harness.get_by_label("Repair of fc1:2: zeroed the outgoing weights");
     harness.get_by_label("75.0%");
@@ -197,13 +190,7 @@ fn the_panel_lists_the_neurons_behind_the_mistakes_and_the_repair() {
     narrow.run();
     let counted = (1..=10).any(|k| narrow.query_all_by_label(&format!("+{k}")).next().is_some());
     assert!(counted, "no '+N' for the top images left out");
-    narrow
-        .get_all_by_label(&format!("ood#{}", first.index))
-        .next()
-        .unwrap()
-        .click();
-    narrow.run();
-    assert_eq!(narrow.state().last(), Some(&Intent::SelectImage(first)));
+    clicking_opens(&mut narrow, first);
 
     // While it loads, the panel says so and emits nothing.
     let loading: Loadable<MistakesView> = Loadable::Loading("explaining".into());
@@ -216,6 +203,18 @@ fn the_panel_lists_the_neurons_behind_the_mistakes_and_the_repair() {
     h.step();
     h.get_by_label("loading mistakes…");
     assert!(h.state().is_empty());
+}
+
+/// Clicking the thumbnail of `image` (the first, as the same image may top several neurons'
+/// strips) asks for that image.
+fn clicking_opens(harness: &mut Harness<'_, Vec<Intent>>, image: shiftscope_analysis::ImageId) {
+    harness
+        .get_all_by_label(&format!("ood#{}", image.index))
+        .next()
+        .unwrap()
+        .click();
+    harness.run();
+    assert_eq!(harness.state().last(), Some(&Intent::SelectImage(image)));
 }
 
 fn view_first_image(view: &Loadable<MistakesView>) -> shiftscope_analysis::ImageId {

@@ -15,6 +15,8 @@ use crate::model::{Loadable, Thumb, Thumbs, UiError};
 use crate::state::Intent;
 use crate::widgets::waiting;
 
+/// Room kept at the end of a strip for the count of the thumbnails left out ("+6").
+const COUNT_WIDTH: f32 = 24.0;
 /// Thumbnail side in the panel's strips.
 const THUMB: f32 = 28.0;
 
@@ -239,7 +241,7 @@ fn neuron_row(
             .map(|(_, ids)| ids.as_slice())
             .unwrap_or_default();
         // As many thumbnails as the row has room for (at least one); the rest are counted.
-        let room = ui.available_width() - 2.0 * ui.spacing().item_spacing.x - 24.0;
+        let room = ui.available_width() - 2.0 * ui.spacing().item_spacing.x - COUNT_WIDTH;
         let fits = ((room / (THUMB + ui.spacing().item_spacing.x)).floor() as usize).max(1);
         let shown = images.len().min(fits);
         for &id in &images[..shown] {
