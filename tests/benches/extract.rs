@@ -14,8 +14,12 @@
 //! `SHIFTSCOPE_BENCH_TORCH_ARCH=demo-cnn|resnet18`) it also runs the reference a PyTorch user
 //! has, `tools/bench_pytorch_hooks.py`: the same architecture in PyTorch with forward hooks on
 //! the same layers, pooled the same way and written to memory-mapped `.npy` files, with the
-//! same image count, batch size and threads. `SHIFTSCOPE_BENCH_TORCH=0` skips it; without
-//! Python and torch it is skipped with a note.
+//! same image count, batch size and threads. The three take turns, one timed run each per
+//! round, best of `SHIFTSCOPE_BENCH_ROUNDS` (5) rounds, so that a slow spell of a shared
+//! machine falls on every side of a ratio. `SHIFTSCOPE_BENCH_TORCH=0` skips it; without
+//! Python and torch it is skipped with a note. With PyTorch's count of the model's operations
+//! it then prints the compute roof: the CPU's fp32 multiply-add peak, measured here, divided
+//! by the operations per image, and how close each side runs to it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,14 +39,71 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn best_of<F: FnMut() -> usize>(repeats: usize, mut run: F) -> f64 {
-    (0..repeats)
-        .map(|_| {
-            let started = Instant::now();
-            let images = run();
-            images as f64 / started.elapsed().as_secs_f64()
-        })
-        .fold(0.0, f64::max)
+/// Best images/s of each run over `rounds`, the runs taking turns within a round, so that a
+/// slow spell of this shared machine falls on every side of a ratio. A pause before each run
+/// lets the last one's spinning worker threads go idle.
+fn best_of_interleaved(rounds: usize, runs: &mut [&mut dyn FnMut() -> f64]) -> Vec<f64> {
+    let mut best = vec![0.0_f64; runs.len()];
+    for _ in 0..rounds {
+        for (run, best) in runs.iter_mut().zip(&mut best) {
+            std::thread::sleep(Duration::from_millis(300));
+            *best = best.max(run());
+        }
+    }
+    best
+}
+
+/// Images/s of `run`, which returns how many images it ran.
+fn rate(run: &mut dyn FnMut() -> usize) -> f64 {
+    let started = Instant::now();
+    let images = run();
+    images as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The CPU's fp32 multiply-add peak in GFLOP/s on `threads` threads (AVX2 + FMA, twelve
+/// independent 8-lane chains per thread: enough to keep both FMA pipes of a core busy), or
+/// `None` on a CPU without them.
+fn fma_peak_gflops(threads: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        fn chains(iters: u64) -> f32 {
+            let mut acc = [[0_f32; 8]; 12];
+            for _ in 0..iters {
+                for lanes in &mut acc {
+                    for v in lanes.iter_mut() {
+                        *v = v.mul_add(0.999_999, 1e-7);
+                    }
+                }
+            }
+            acc.iter().flatten().sum()
+        }
+        if !(std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma"))
+        {
+            return None;
+        }
+        let iters = std::hint::black_box(200_000_000_u64);
+        let started = Instant::now();
+        let sum: f32 = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                // SAFETY: the CPU has AVX2 and FMA, checked above; `chains` needs nothing else.
+                .map(|_| scope.spawn(move || unsafe { chains(iters) }))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("FMA worker"))
+                .sum()
+        });
+        std::hint::black_box(sum);
+        let flops = threads as f64 * iters as f64 * 12.0 * 8.0 * 2.0;
+        Some(flops / started.elapsed().as_secs_f64() / 1e9)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = threads;
+        None
+    }
 }
 
 /// Peak resident memory (VmHWM) of a child process, polled until it exits.
@@ -71,52 +132,133 @@ fn peak_rss_kib(mut command: Command) -> (u64, bool) {
     }
 }
 
-/// Images/s of `tools/bench_pytorch_hooks.py` on the architecture of `model`, or `None` (with
-/// a note) where it does not apply or Python with torch is missing.
-fn pytorch_hooks(
-    root: &Path,
-    model: &Path,
-    images: usize,
-    batch: usize,
-    threads: usize,
-) -> Option<f64> {
-    if std::env::var("SHIFTSCOPE_BENCH_TORCH").is_ok_and(|v| v == "0") {
-        return None;
+/// `tools/bench_pytorch_hooks.py --serve`: the PyTorch reference, warmed up in its own
+/// process and timing one run whenever asked, so that it takes turns with ours.
+struct TorchReference {
+    child: std::process::Child,
+    requests: std::process::ChildStdin,
+    replies: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    /// PyTorch's count of floating-point operations for one image (0: not counted).
+    flops_per_image: f64,
+}
+
+fn field(line: &str, name: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
+impl TorchReference {
+    /// Started on the architecture of `model`, or `None` (with a note) where it does not
+    /// apply or Python with torch is missing.
+    fn start(
+        root: &Path,
+        model: &Path,
+        images: usize,
+        batch: usize,
+        threads: usize,
+    ) -> Option<TorchReference> {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        if std::env::var("SHIFTSCOPE_BENCH_TORCH").is_ok_and(|v| v == "0") {
+            return None;
+        }
+        let file = model.file_name()?.to_string_lossy().to_lowercase();
+        let arch = std::env::var("SHIFTSCOPE_BENCH_TORCH_ARCH")
+            .ok()
+            .or_else(|| {
+                ["demo-cnn", "resnet18"]
+                    .into_iter()
+                    .find(|a| file.contains(a))
+                    .map(str::to_owned)
+            });
+        let Some(arch) = arch else {
+            println!(
+                "(PyTorch reference skipped: no PyTorch twin of {file}; set SHIFTSCOPE_BENCH_TORCH_ARCH)"
+            );
+            return None;
+        };
+        let missing = || {
+            println!(
+                "(PyTorch reference skipped: tools/bench_pytorch_hooks.py did not start; is torch installed?)"
+            );
+        };
+        let Ok(mut child) =
+            Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+                .arg(root.join("tools/bench_pytorch_hooks.py"))
+                .args(["--arch", &arch, "--serve"])
+                .args(["--images", &images.to_string()])
+                .args(["--batch", &batch.to_string()])
+                .args(["--threads", &threads.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+        else {
+            missing();
+            return None;
+        };
+        let (Some(requests), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            missing();
+            return None;
+        };
+        let mut replies = std::io::BufReader::new(stdout).lines();
+        let ready = replies.next().and_then(Result::ok).unwrap_or_default();
+        if !ready.starts_with("ready") {
+            let _ = child.kill();
+            let _ = child.wait();
+            missing();
+            return None;
+        }
+        Some(TorchReference {
+            child,
+            requests,
+            replies,
+            flops_per_image: field(&ready, "flops_per_image").unwrap_or(0.0),
+        })
     }
-    let file = model.file_name()?.to_string_lossy().to_lowercase();
-    let arch = std::env::var("SHIFTSCOPE_BENCH_TORCH_ARCH")
-        .ok()
-        .or_else(|| {
-            ["demo-cnn", "resnet18"]
-                .into_iter()
-                .find(|a| file.contains(a))
-                .map(str::to_owned)
-        });
-    let Some(arch) = arch else {
-        println!(
-            "(PyTorch reference skipped: no PyTorch twin of {file}; set SHIFTSCOPE_BENCH_TORCH_ARCH)"
-        );
-        return None;
+
+    /// Images/s of one timed run, as PyTorch's process measured it.
+    fn round(&mut self) -> f64 {
+        use std::io::Write;
+        writeln!(self.requests, "run").expect("ask PyTorch for a run");
+        let reply = self
+            .replies
+            .next()
+            .and_then(Result::ok)
+            .expect("PyTorch's reply");
+        field(&reply, "images_per_s").expect("images_per_s in PyTorch's reply")
+    }
+}
+
+impl Drop for TorchReference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Prints how close each throughput runs to the CPU's limit: its measured multiply-add peak
+/// divided by the model's operations per image (dense fp32 compute can go no faster).
+fn compute_roof(peak: Option<f64>, threads: usize, flops_per_image: f64, rates: &[(&str, f64)]) {
+    let Some(peak) = peak else {
+        println!("(compute roof skipped: this CPU has no AVX2 + FMA)");
+        return;
     };
-    let output = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-        .arg(root.join("tools/bench_pytorch_hooks.py"))
-        .args(["--arch", &arch])
-        .args(["--images", &images.to_string()])
-        .args(["--batch", &batch.to_string()])
-        .args(["--threads", &threads.to_string()])
-        .output();
-    let rate = output.ok().and_then(|o| {
-        String::from_utf8_lossy(&o.stdout)
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("images_per_s="))
-            .and_then(|v| v.parse::<f64>().ok())
-    });
-    if rate.is_none() {
+    if flops_per_image <= 0.0 {
+        println!("(compute roof skipped: PyTorch did not count the model's operations)");
+        return;
+    }
+    let roof = peak * 1e9 / flops_per_image;
+    println!(
+        "\ncompute roof: fp32 multiply-add peak {peak:.0} GFLOP/s on {threads} threads, the model {:.3} GFLOP per image (PyTorch's count): at most {roof:.0} img/s",
+        flops_per_image / 1e9
+    );
+    for (name, rate) in rates {
         println!(
-            "(PyTorch reference skipped: tools/bench_pytorch_hooks.py did not run; is torch installed?)"
+            "  {name:<20} {rate:>10.0} img/s  {:>5.0}% of the roof",
+            100.0 * rate / roof
         );
     }
-    rate
 }
 
 fn main() {
@@ -140,6 +282,10 @@ fn main() {
     let (c, h, w) = (c.expect("C"), h.expect("H"), w.expect("W"));
     let images = env_usize("SHIFTSCOPE_BENCH_IMAGES", if h >= 128 { 256 } else { 4096 });
     let batch = env_usize("SHIFTSCOPE_BENCH_BATCH", if h >= 128 { 32 } else { 64 });
+    // Before anything else starts threads that could still be spinning: best of three.
+    let peak = (0..3)
+        .filter_map(|_| fma_peak_gflops(threads))
+        .reduce(f64::max);
     let mut rng = SplitMix64::new(1);
     let inputs: Vec<f32> = (0..images * c * h * w)
         .map(|_| rng.uniform(-2.0, 2.0))
@@ -156,7 +302,10 @@ fn main() {
             .map(|l| l.neurons)
             .sum::<usize>()
     );
-    println!("{images} images, batch {batch}, {threads} intra-op threads, best of 3");
+    println!(
+        "{images} images, batch {batch}, {threads} intra-op threads, best of {} rounds (ONNX Runtime, the adapter and PyTorch taking turns)",
+        env_usize("SHIFTSCOPE_BENCH_ROUNDS", 5)
+    );
 
     // 1. ONNX Runtime alone: the model's own outputs only.
     let env = shiftscope_onnx::environment(None).expect("ONNX Runtime");
@@ -181,7 +330,6 @@ fn main() {
         images
     };
     run_bare();
-    let bare_rate = best_of(3, &mut run_bare);
 
     // 2. The adapter recording every default layer (pooled in the graph).
     let mut run_adapter = || {
@@ -200,7 +348,20 @@ fn main() {
         images
     };
     run_adapter();
-    let adapter_rate = best_of(3, &mut run_adapter);
+
+    // 2b. PyTorch forward hooks + numpy export, the same architecture and sizes, taking turns.
+    let rounds = env_usize("SHIFTSCOPE_BENCH_ROUNDS", 5);
+    let mut torch = TorchReference::start(&root, &model_path, images, batch, threads);
+    let mut bare_round = || rate(&mut run_bare);
+    let mut adapter_round = || rate(&mut run_adapter);
+    let mut runs: Vec<&mut dyn FnMut() -> f64> = vec![&mut bare_round, &mut adapter_round];
+    let mut torch_round = torch.as_mut().map(|t| move || t.round());
+    if let Some(round) = torch_round.as_mut() {
+        runs.push(round);
+    }
+    let rates = best_of_interleaved(rounds, &mut runs);
+    drop(runs);
+    let (bare_rate, adapter_rate) = (rates[0], rates[1]);
 
     println!("\n{:<58} {:>10}  {:>6}", "throughput", "images/s", "ratio");
     println!(
@@ -213,9 +374,7 @@ fn main() {
         adapter_rate,
         adapter_rate / bare_rate
     );
-
-    // 2b. PyTorch forward hooks + numpy export, the same architecture and sizes.
-    if let Some(torch_rate) = pytorch_hooks(&root, &model_path, images, batch, threads) {
+    if let (Some(torch), Some(&torch_rate)) = (&torch, rates.get(2)) {
         println!(
             "{:<58} {:>10.0}  {:>6.2}",
             "PyTorch forward hooks + numpy export (same layers)",
@@ -228,7 +387,19 @@ fn main() {
             "",
             adapter_rate / torch_rate
         );
+        compute_roof(
+            peak,
+            threads,
+            torch.flops_per_image,
+            &[
+                ("ONNX Runtime alone", bare_rate),
+                ("the adapter", adapter_rate),
+                ("PyTorch", torch_rate),
+                ("twice PyTorch", 2.0 * torch_rate),
+            ],
+        );
     }
+    drop(torch);
 
     // 3. The whole pipeline and its memory: the real binary on colored MNIST.
     let bin = shiftscope_testkit::cargo::build_release(&["shiftscope-cli"])
