@@ -2,7 +2,8 @@
 //! the demo CNN, then the viewer run headless under Xvfb with Mesa's software Vulkan
 //! (lavapipe): `--screenshot out.png --select fc1:3 --panel neuron`, and the picture checked:
 //! its size, that it is not blank, the selected cell's highlight where the viewer's camera put
-//! it, and the Neuron panel on the right.
+//! it, and the Neuron panel on the right. Without a display, `view --screenshot` starts its
+//! own Xvfb.
 
 #![allow(clippy::unwrap_used)]
 
@@ -308,8 +309,42 @@ fn view_without_a_display_says_what_to_do() {
     assert!(!out.status.success());
     assert!(
         stderr.contains("no display to open the viewer's window on")
-            && stderr.contains("xvfb-run -a shiftscope view"),
+            && stderr.contains("--screenshot view.png"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// With no display, `view --screenshot` renders on an X server of its own: no `xvfb-run`.
+#[test]
+fn view_screenshot_without_a_display_starts_its_own_x_server() {
+    // Holds the lock and checks Xvfb is there; the viewer below starts its own server.
+    let Some(_x) = xvfb() else {
+        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let shot = dir.path().join("headless.png");
+    let out = Command::new(common::binary())
+        .arg("view")
+        .arg(&store)
+        .arg("--screenshot")
+        .arg(&shot)
+        .args(["--select", "fc1:3", "--size", "640x400"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "view failed:\n{stderr}");
+    assert!(
+        stderr.contains("rendering on a private X server"),
+        "{stderr}"
+    );
+    let pic = Picture::read(&shot);
+    assert_eq!((pic.width, pic.height), (640, 400));
+    let colours = pic.distinct(0, pic.width);
+    assert!(colours > 100, "only {colours} distinct colours");
 }

@@ -57,8 +57,8 @@ pub enum ViewerError {
     /// Linux without an X or Wayland display to open the window on.
     #[error(
         "no display to open the viewer's window on (DISPLAY and WAYLAND_DISPLAY are unset): run \
-         it in a desktop session, or headless with `xvfb-run -a shiftscope view {0} --screenshot \
-         view.png` (tools/setup.sh installs Xvfb)"
+         it in a desktop session, or headless with `shiftscope view {0} --screenshot view.png` \
+         (rendered on a private Xvfb, which tools/setup.sh installs)"
     )]
     NoDisplay(String),
     /// The app stopped with an error (already printed: a failed load, a bad selection).
@@ -154,6 +154,15 @@ impl std::fmt::Debug for Workers {
     }
 }
 
+/// Whether there is a display to open a window on: always off Linux; on Linux, an X or
+/// Wayland display named in the environment.
+pub fn has_display() -> bool {
+    !cfg!(target_os = "linux")
+        || ["DISPLAY", "WAYLAND_DISPLAY", "WAYLAND_SOCKET"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+}
+
 /// Opens the viewer and blocks until its window closes (or, with a screenshot or a script,
 /// until they are done). `workers` run what needs the model, each on its own thread.
 pub fn run_viewer(options: &ViewerOptions, workers: Workers) -> Result<(), ViewerError> {
@@ -161,11 +170,7 @@ pub fn run_viewer(options: &ViewerOptions, workers: Workers) -> Result<(), Viewe
         return Err(ViewerError::NoStore(options.store.clone()));
     }
     // Without a display, winit's event loop would panic.
-    if cfg!(target_os = "linux")
-        && ["DISPLAY", "WAYLAND_DISPLAY", "WAYLAND_SOCKET"]
-            .iter()
-            .all(|v| std::env::var_os(v).is_none_or(|x| x.is_empty()))
-    {
+    if !has_display() {
         return Err(ViewerError::NoDisplay(options.store.display().to_string()));
     }
     let actions = options.actions()?;

@@ -448,8 +448,7 @@ fn spurious_neurons(analysis: &Analysis, n: usize) -> anyhow::Result<Option<Spur
 /// on an X server of its own when none is set (Xvfb, which `tools/setup.sh` installs).
 fn show(store: &Path, neuron: &str, out: &Path, headless: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the shiftscope binary")?;
-    let has_display =
-        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    let has_display = shiftscope_viewer::has_display();
     let view = |extra: &[&str], x: Option<&HeadlessX>| {
         let mut command = Command::new(&exe);
         command

@@ -7,9 +7,10 @@ use shiftscope_runtime::LiveModel;
 use shiftscope_store::Store;
 use shiftscope_ui::MistakesView;
 use shiftscope_viewer::features::FeaturesRunner;
+use shiftscope_viewer::headless::HeadlessX;
 use shiftscope_viewer::live::LiveOpener;
 use shiftscope_viewer::mistakes::MistakesRunner;
-use shiftscope_viewer::{ViewerOptions, Workers, run_viewer, script};
+use shiftscope_viewer::{Action, ViewerOptions, Workers, has_display, run_viewer, script};
 
 use crate::builtins::registry;
 use crate::cli::{Cli, ViewArgs};
@@ -56,6 +57,11 @@ pub(crate) fn run(cli: &Cli, args: &ViewArgs) -> anyhow::Result<()> {
         && !image.is_file()
     {
         bail!("--live {}: no such image file", image.display());
+    }
+    // A screenshot or a timed script needs no one at a screen: with no display, render on a
+    // private X server instead of asking for `xvfb-run`.
+    if !has_display() && args.store.is_dir() && options.actions()?.iter().any(Action::ends_app) {
+        return on_private_display(cli);
     }
     // Live mode opens the store's model on the viewer's live worker, on first use.
     let store = args.store.clone();
@@ -124,5 +130,29 @@ pub(crate) fn run(cli: &Cli, args: &ViewArgs) -> anyhow::Result<()> {
             mistakes: Some(mistakes),
         },
     )?;
+    Ok(())
+}
+
+/// Runs this same `shiftscope view` again on a private Xvfb (the demo's [`HeadlessX`], with
+/// Mesa's software Vulkan where there is no GPU) and waits for it.
+fn on_private_display(cli: &Cli) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the shiftscope binary")?;
+    let runtime = std::env::temp_dir().join(format!("shiftscope-view-{}", std::process::id()));
+    let x = HeadlessX::start(&runtime, 260..320)
+        .context("no display, and no private X server to render on either")?;
+    if !cli.quiet {
+        eprintln!(
+            "no display: rendering on a private X server (Xvfb {})",
+            x.display
+        );
+    }
+    let mut command = std::process::Command::new(exe);
+    command.args(std::env::args_os().skip(1));
+    x.configure(&mut command);
+    let status = command.status().context("starting the viewer");
+    drop(x);
+    let _ = std::fs::remove_dir_all(&runtime);
+    let status = status?;
+    anyhow::ensure!(status.success(), "the viewer ended with {status}");
     Ok(())
 }
