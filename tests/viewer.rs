@@ -99,6 +99,20 @@ impl Picture {
         [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
     }
 
+    /// Pixels of the selection's colour within 40 pixels of `(cx, cy)`.
+    fn highlight_near(&self, cx: i64, cy: i64) -> usize {
+        let mut highlighted = 0;
+        for y in (cy - 40).max(0)..(cy + 40).min(self.height as i64) {
+            for x in (cx - 40).max(0)..(cx + 40).min(self.width as i64) {
+                let [r, g, b] = self.at(x as usize, y as usize);
+                if r > 200 && g < 80 && b > 200 {
+                    highlighted += 1;
+                }
+            }
+        }
+        highlighted
+    }
+
     fn distinct(&self, x0: usize, x1: usize) -> usize {
         let mut seen = std::collections::HashSet::new();
         for y in 0..self.height {
@@ -140,22 +154,8 @@ fn view_screenshot_shows_the_selected_neuron() {
     assert!(colours > 200, "only {colours} distinct colours");
 
     // The viewer says where the selected cell is; its highlight is there.
-    let line = stdout
-        .lines()
-        .find(|l| l.contains("selected fc1:3 at "))
-        .unwrap_or_else(|| panic!("no selection report in:\n{stdout}"));
-    let (px, py) = line.rsplit_once(" at ").unwrap().1.split_once(',').unwrap();
-    let (px, py): (f32, f32) = (px.trim().parse().unwrap(), py.trim().parse().unwrap());
-    let (cx, cy) = (px.round() as i64, py.round() as i64);
-    let mut highlighted = 0;
-    for y in (cy - 40).max(0)..(cy + 40).min(pic.height as i64) {
-        for x in (cx - 40).max(0)..(cx + 40).min(pic.width as i64) {
-            let [r, g, b] = pic.at(x as usize, y as usize);
-            if r > 200 && g < 80 && b > 200 {
-                highlighted += 1;
-            }
-        }
-    }
+    let (cx, cy) = reported(&stdout, "out.png", "fc1:3");
+    let highlighted = pic.highlight_near(cx, cy);
     assert!(
         highlighted >= 20,
         "only {highlighted} highlight pixels {HIGHLIGHT:?} near ({cx}, {cy})"
@@ -189,6 +189,71 @@ fn view_screenshot_shows_the_selected_neuron() {
     assert!(
         differing > 100,
         "the panel region looks like the map background"
+    );
+}
+
+/// Where the viewer said the selected `neuron` is in the screenshot whose path ends with
+/// `file` (its line `screenshot PATH: selected NEURON at X,Y`).
+fn reported(stdout: &str, file: &str, neuron: &str) -> (i64, i64) {
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(&format!("{file}: selected {neuron} at ")))
+        .unwrap_or_else(|| panic!("no report of {neuron} in {file} in:\n{stdout}"));
+    let (px, py) = line.rsplit_once(" at ").unwrap().1.split_once(',').unwrap();
+    let (px, py): (f32, f32) = (px.trim().parse().unwrap(), py.trim().parse().unwrap());
+    (px.round() as i64, py.round() as i64)
+}
+
+#[test]
+fn extruding_by_the_colour_measure_raises_the_cells_and_the_selection() {
+    let Some(x) = xvfb() else {
+        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let (flat, raised) = (dir.path().join("flat.png"), dir.path().join("raised.png"));
+    // The same view twice, flat then extruded by the measure it is coloured by.
+    let script = dir.path().join("extrude.ron");
+    std::fs::write(
+        &script,
+        format!(
+            "[ColourBy(\"spurious\"), Select(\"conv2\", 5), Panel(\"study\"), Wait(5), \
+             Screenshot({flat:?}), Extrude(Some(\"spurious\")), Wait(5), Screenshot({raised:?})]"
+        ),
+    )
+    .unwrap();
+    let (stdout, _) = x.run([
+        "view",
+        store.to_str().unwrap(),
+        "--script",
+        script.to_str().unwrap(),
+        "--size",
+        "1280x800",
+    ]);
+    let (a, b) = (Picture::read(&flat), Picture::read(&raised));
+    // The map (left of the panel) changed: cells rose and grew walls.
+    let changed = (60..a.height)
+        .step_by(2)
+        .flat_map(|y| (0..a.width - 440).step_by(2).map(move |x| (x, y)))
+        .filter(|&(x, y)| a.at(x, y) != b.at(x, y))
+        .count();
+    assert!(
+        changed > 2000,
+        "only {changed} map pixels changed on extruding"
+    );
+    // The selected cell is reported at its raised top (never below its foot), and its
+    // highlight is there.
+    let (fx, fy) = reported(&stdout, "flat.png", "conv2:5");
+    let (rx, ry) = reported(&stdout, "raised.png", "conv2:5");
+    assert!(
+        ry <= fy + 1 && (rx - fx).abs() < 40,
+        "flat ({fx}, {fy}), raised ({rx}, {ry})"
+    );
+    let highlighted = b.highlight_near(rx, ry);
+    assert!(
+        highlighted >= 20,
+        "only {highlighted} highlight pixels near ({rx}, {ry})"
     );
 }
 

@@ -140,6 +140,56 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// As [`Layout::pick`], with each cell standing `lift(layer, neuron)` high above the slab
+    /// (a box from the plane up, as the map draws an extruded cell): the nearest box the ray
+    /// enters, so the top of a tall cell picks that cell and not the one behind its foot.
+    pub fn pick_raised(
+        &self,
+        ray: Ray3d,
+        lift: impl Fn(usize, usize) -> f32,
+    ) -> Option<(usize, usize)> {
+        let mut best: Option<(f32, usize, usize)> = None;
+        for (l, s) in self.slabs.iter().enumerate() {
+            for i in 0..s.neurons {
+                let (c, r) = s.cell(i);
+                let min = s.origin + Vec3::new(c as f32 * CELL, 0.0, r as f32 * CELL);
+                let max = min + Vec3::new(CELL, lift(l, i).max(0.0), CELL);
+                if let Some(t) = ray_box(ray, min, max)
+                    && best.is_none_or(|(b, _, _)| t < b)
+                {
+                    best = Some((t, l, i));
+                }
+            }
+        }
+        best.map(|(_, l, i)| (l, i))
+    }
+}
+
+/// How far along `ray` it enters the box `min..max` (0 if it starts inside), if it does;
+/// a box of no height is its floor.
+fn ray_box(ray: Ray3d, min: Vec3, max: Vec3) -> Option<f32> {
+    let o = ray.origin.to_array();
+    let d = ray.direction.as_vec3().to_array();
+    let (lo, hi) = (min.to_array(), max.to_array());
+    let (mut near, mut far) = (0.0_f32, f32::INFINITY);
+    for k in 0..3 {
+        if d[k].abs() < 1e-9 {
+            if o[k] < lo[k] || o[k] > hi[k] {
+                return None;
+            }
+            continue;
+        }
+        let (a, b) = ((lo[k] - o[k]) / d[k], (hi[k] - o[k]) / d[k]);
+        near = near.max(a.min(b));
+        far = far.min(a.max(b));
+        if near > far {
+            return None;
+        }
+    }
+    Some(near)
+}
+
 /// Where a ray meets the plane y = 0 in front of its origin.
 pub fn ray_plane(ray: Ray3d) -> Option<Vec3> {
     let d = ray.direction.as_vec3();
@@ -207,6 +257,36 @@ mod tests {
             layout.pick(Ray3d::new(Vec3::new(0.0, 5.0, 0.0), Dir3::Y)),
             None
         );
+    }
+
+    #[test]
+    fn raised_cells_pick_by_their_tops_and_sides() {
+        let layout = Layout::new(&[4]);
+        let s = layout.slabs[0]; // 2×2
+        // Looking down at a slant onto the top of cell 2 (back left is 0, front left 2):
+        // flat, the ray lands past it on cell 0; raised, cell 2's top is in the way.
+        let top = s.centre(2) + Vec3::Y * 3.0;
+        let dir = Vec3::new(0.0, -1.0, -0.3).normalize();
+        let ray = Ray3d::new(top - dir * 10.0, Dir3::new(dir).expect("dir"));
+        assert_eq!(layout.pick(ray), Some((0, 0)));
+        assert_eq!(
+            layout.pick_raised(ray, |_, i| if i == 2 { 3.0 } else { 0.0 }),
+            Some((0, 2))
+        );
+        // With nothing raised, the same as the flat pick, cell by cell.
+        for i in 0..4 {
+            let c = s.centre(i);
+            let ray = Ray3d::new(
+                c + Vec3::new(1.0, 8.0, 2.0),
+                Dir3::new(-Vec3::new(1.0, 8.0, 2.0)).expect("dir"),
+            );
+            assert_eq!(layout.pick_raised(ray, |_, _| 0.0), Some((0, i)));
+        }
+        // A ray level with the slab but beside it, and one pointing away: nothing.
+        let beside = Ray3d::new(Vec3::new(0.0, 5.0, 100.0), Dir3::X);
+        assert_eq!(layout.pick_raised(beside, |_, _| 3.0), None);
+        let away = Ray3d::new(s.centre(0) + Vec3::Y * 5.0, Dir3::Y);
+        assert_eq!(layout.pick_raised(away, |_, _| 3.0), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The 3D map: one mesh and one data texture per recorded layer (never an entity per
 //! neuron), drawn by [`SlabMaterial`] (`slab.wgsl`), which maps each cell's value to a
-//! colour, lifts cells by the extrusion measure, and outlines the selected and hovered
-//! cells. Changing the measure or the selection rewrites the textures and the materials'
+//! colour, lifts cells by the extrusion measure (with side walls, a second mesh shown only
+//! then), and outlines the selected and hovered cells. Changing the measure or the selection rewrites the textures and the materials'
 //! uniforms, not the meshes. Also here: picking by ray against the slab plane, the keyboard
 //! (arrows within a layer, `u`/`o` between layers, `h` help, `Esc` reset), the flight to a
 //! selected neuron, and lines to its strongest inputs.
@@ -61,6 +61,11 @@ pub struct SlabOf {
     /// Its material.
     pub material: Handle<SlabMaterial>,
 }
+
+/// A slab's side walls (a child of its [`SlabOf`] entity, with the same material): shown only
+/// while a measure extrudes the cells, so a flat map costs no wall vertices.
+#[derive(Component, Clone, Copy, Debug)]
+pub struct SlabWalls;
 
 /// Where every slab is (empty until the view model has loaded).
 #[derive(Resource, Clone, Debug, Default)]
@@ -202,6 +207,60 @@ pub fn slab_mesh(slab: &Slab) -> Mesh {
     .with_inserted_indices(Indices::U32(indices))
 }
 
+/// A layer's side walls: four quads per neuron around its cell, in slab-local coordinates,
+/// all at height 0. Each vertex's colour says how the shader treats it: `r` 1 on a wall's
+/// top edge (lifted with its cell) and 0 on its bottom edge (left on the slab), `g` the
+/// wall's shade (the map is unlit, so walls facing different ways get different shades).
+/// `UV_0` runs along the wall and up it; `UV_1` is the cell, as on the tops.
+pub fn walls_mesh(slab: &Slab) -> Mesh {
+    /// Outward normal, the bottom edge's two ends (in cell units, run so that the quad is
+    /// counter-clockwise seen from outside), shade.
+    type Wall = ([f32; 3], [f32; 2], [f32; 2], f32);
+    const WALLS: [Wall; 4] = [
+        ([0.0, 0.0, 1.0], [0.0, 1.0], [1.0, 1.0], 0.62),
+        ([0.0, 0.0, -1.0], [1.0, 0.0], [0.0, 0.0], 0.62),
+        ([1.0, 0.0, 0.0], [1.0, 1.0], [1.0, 0.0], 0.78),
+        ([-1.0, 0.0, 0.0], [0.0, 0.0], [0.0, 1.0], 0.78),
+    ];
+    let n = slab.neurons;
+    let mut positions = Vec::with_capacity(n * 16);
+    let mut normals = Vec::with_capacity(n * 16);
+    let mut colours = Vec::with_capacity(n * 16);
+    let mut uvs = Vec::with_capacity(n * 16);
+    let mut cells = Vec::with_capacity(n * 16);
+    let mut indices = Vec::with_capacity(n * 24);
+    for i in 0..n {
+        let (c, r) = slab.cell(i);
+        let (x, z) = (c as f32 * CELL, r as f32 * CELL);
+        for (normal, from, to, shade) in WALLS {
+            let base = u32::try_from(positions.len()).unwrap_or(u32::MAX);
+            let at = |p: [f32; 2]| [x + p[0] * CELL, 0.0, z + p[1] * CELL];
+            // Bottom from, bottom to, top to, top from.
+            positions.extend([at(from), at(to), at(to), at(from)]);
+            colours.extend([
+                [0.0, shade, 0.0, 1.0],
+                [0.0, shade, 0.0, 1.0],
+                [1.0, shade, 0.0, 1.0],
+                [1.0, shade, 0.0, 1.0],
+            ]);
+            uvs.extend([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]);
+            normals.extend([normal; 4]);
+            cells.extend([[c as f32, r as f32]; 4]);
+            indices.extend([base, base + 1, base + 2, base, base + 2, base + 3]);
+        }
+    }
+    Mesh::new(
+        PrimitiveTopology::TriangleList,
+        RenderAssetUsages::RENDER_WORLD,
+    )
+    .with_inserted_attribute(Mesh::ATTRIBUTE_POSITION, positions)
+    .with_inserted_attribute(Mesh::ATTRIBUTE_NORMAL, normals)
+    .with_inserted_attribute(Mesh::ATTRIBUTE_UV_0, uvs)
+    .with_inserted_attribute(Mesh::ATTRIBUTE_UV_1, cells)
+    .with_inserted_attribute(Mesh::ATTRIBUTE_COLOR, colours)
+    .with_inserted_indices(Indices::U32(indices))
+}
+
 /// A slab's data texture, every cell undefined.
 pub fn values_image(slab: &Slab) -> Image {
     let texels = slab.cols * slab.rows;
@@ -280,16 +339,24 @@ fn build_slabs(
             style: Vec4::new(0.0, slab.neurons as f32, 0.0, 0.0),
             values: values.clone(),
         });
-        commands.spawn((
-            Mesh3d(meshes.add(slab_mesh(slab))),
+        let walls = (
+            Mesh3d(meshes.add(walls_mesh(slab))),
             MeshMaterial3d(material.clone()),
-            Transform::from_translation(slab.origin),
-            SlabOf {
-                layer: l,
-                values,
-                material,
-            },
-        ));
+            Visibility::Hidden,
+            SlabWalls,
+        );
+        commands
+            .spawn((
+                Mesh3d(meshes.add(slab_mesh(slab))),
+                MeshMaterial3d(material.clone()),
+                Transform::from_translation(slab.origin),
+                SlabOf {
+                    layer: l,
+                    values,
+                    material,
+                },
+            ))
+            .with_child(walls);
     }
     for (mut cam, camera) in &mut cameras {
         let aspect = camera
@@ -309,6 +376,7 @@ pub fn upload_values(
     slabs: Query<&SlabOf>,
     mut images: ResMut<Assets<Image>>,
     mut materials: Option<ResMut<Assets<SlabMaterial>>>,
+    mut walls: Query<&mut Visibility, With<SlabWalls>>,
 ) {
     let hover = session.hovered;
     let revision = session.revision;
@@ -319,6 +387,14 @@ pub fn upload_values(
     let selected = session.ui.as_ref().and_then(shiftscope_ui::UiState::neuron);
     let current_layer = session.ui.as_ref().map(|u| u.layer);
     let extrude = session.height.is_some();
+    let shown = if extrude {
+        Visibility::Inherited
+    } else {
+        Visibility::Hidden
+    };
+    for mut v in &mut walls {
+        v.set_if_neq(shown);
+    }
     for s in &slabs {
         let Some(slab) = layout.0.slabs.get(s.layer) else {
             continue;
@@ -342,7 +418,7 @@ pub fn upload_values(
             let params = Vec4::new(slab.cols as f32, index_in(selected), index_in(hover), map);
             let dim = current_layer.is_some_and(|l| l != s.layer && selected.is_some());
             let style = Vec4::new(
-                if extrude { 3.0 * CELL } else { 0.0 },
+                if extrude { EXTRUSION } else { 0.0 },
                 slab.neurons as f32,
                 if dim { 1.0 } else { 0.0 },
                 0.0,
@@ -355,17 +431,37 @@ pub fn upload_values(
     }
 }
 
-/// The neuron under the window position `cursor` (logical pixels), if any.
+/// How far an extruded cell rises at the top of the extrusion measure's range.
+pub const EXTRUSION: f32 = 3.0 * CELL;
+
+/// How high neuron `id`'s cell stands: its extrusion value's place in the range, times
+/// [`EXTRUSION`], as the shader lifts it; 0 when flat or undefined.
+pub fn lift(height: Option<&Shown>, id: NeuronId) -> f32 {
+    height
+        .and_then(|s| {
+            let v = *s.values.layers.get(id.layer)?.get(id.neuron)?;
+            Some(colour::position(v, s.range?))
+        })
+        .map_or(0.0, |p| EXTRUSION * p.max(0.0))
+}
+
+/// The neuron under the window position `cursor` (logical pixels), if any; with cells
+/// extruded by `height`, by their tops and sides.
 pub fn pick(
     layout: &Layout,
+    height: Option<&Shown>,
     camera: &Camera,
     transform: &GlobalTransform,
     cursor: Vec2,
 ) -> Option<NeuronId> {
     let ray = camera.viewport_to_world(transform, cursor).ok()?;
-    layout
-        .pick(ray)
-        .map(|(layer, neuron)| NeuronId { layer, neuron })
+    let hit = match height {
+        None => layout.pick(ray),
+        Some(_) => layout.pick_raised(ray, |layer, neuron| {
+            lift(height, NeuronId { layer, neuron })
+        }),
+    };
+    hit.map(|(layer, neuron)| NeuronId { layer, neuron })
 }
 
 fn hover_and_click(
@@ -381,7 +477,8 @@ fn hover_and_click(
         return;
     };
     let cursor = window.cursor_position().filter(|_| !wants.pointer);
-    let hovered = cursor.and_then(|c| pick(&layout.0, camera, transform, c));
+    let height = session.height.as_ref();
+    let hovered = cursor.and_then(|c| pick(&layout.0, height, camera, transform, c));
     if session.hovered != hovered {
         session.hovered = hovered;
         session.revision += 1;
@@ -574,13 +671,17 @@ fn draw_inputs(session: Res<Session>, layout: Res<MapLayout>, mut gizmos: Gizmos
     ) else {
         return;
     };
-    let end = to.centre(id.neuron) + Vec3::Y * 0.05;
+    // From the tops of extruded cells.
+    let height = session.height.as_ref();
+    let top =
+        |layer: usize, neuron: usize| Vec3::Y * (0.05 + lift(height, NeuronId { layer, neuron }));
+    let end = to.centre(id.neuron) + top(id.layer, id.neuron);
     let strongest = inputs.first().map_or(1.0, |i| i.1.abs()).max(1e-6);
     for &(m, r) in inputs {
         if m >= from.neurons {
             continue;
         }
-        let start = from.centre(m) + Vec3::Y * 0.05;
+        let start = from.centre(m) + top(id.layer - 1, m);
         let a = 0.35 + 0.65 * (r.abs() / strongest);
         // Warm for positive correlation, cool for negative.
         let colour = if r >= 0.0 {
@@ -654,6 +755,79 @@ mod tests {
         let mesh = slab_mesh(&slab);
         assert_eq!(mesh.count_vertices(), 40);
         assert_eq!(mesh.indices().map(Indices::len), Some(60));
+    }
+
+    fn attribute(mesh: &Mesh, id: bevy::mesh::MeshVertexAttribute) -> &[[f32; 3]] {
+        match mesh.attribute(id) {
+            Some(bevy::mesh::VertexAttributeValues::Float32x3(v)) => v,
+            _ => panic!("no {} attribute", id.name),
+        }
+    }
+
+    #[test]
+    fn walls_face_outwards_and_rise_with_their_cell() {
+        let slab = Layout::new(&[5]).slabs[0];
+        let mesh = walls_mesh(&slab);
+        assert_eq!(mesh.count_vertices(), 5 * 16);
+        let Some(Indices::U32(indices)) = mesh.indices() else {
+            panic!("u32 indices")
+        };
+        assert_eq!(indices.len(), 5 * 24);
+        let positions = attribute(&mesh, Mesh::ATTRIBUTE_POSITION);
+        let normals = attribute(&mesh, Mesh::ATTRIBUTE_NORMAL);
+        let Some(bevy::mesh::VertexAttributeValues::Float32x4(colours)) =
+            mesh.attribute(Mesh::ATTRIBUTE_COLOR)
+        else {
+            panic!("vertex colours")
+        };
+        // Lift the vertices the shader lifts (colour r = 1) by one cell, as an extruded cell.
+        let lifted = |i: u32| {
+            let i = i as usize;
+            Vec3::from(positions[i]) + Vec3::Y * colours[i][0] * CELL
+        };
+        for (t, tri) in indices.chunks(3).enumerate() {
+            let [a, b, c] = [lifted(tri[0]), lifted(tri[1]), lifted(tri[2])];
+            let facing = (b - a).cross(c - a).normalize();
+            let normal = Vec3::from(normals[tri[0] as usize]);
+            assert!(
+                facing.dot(normal) > 0.99,
+                "triangle {t} faces {facing}, its wall {normal}"
+            );
+            // Outwards: from the cell's centre towards the wall.
+            let cell = t / 8;
+            let centre = slab.centre(cell) - slab.origin;
+            let middle = (a + b + c) / 3.0;
+            assert!(
+                (middle - centre).with_y(0.0).dot(normal) > 0.0,
+                "triangle {t} of cell {cell} faces inwards"
+            );
+        }
+        // Each wall: two feet on the slab, two top corners that rise.
+        for wall in colours.chunks(4) {
+            let lifts: Vec<f32> = wall.iter().map(|c| c[0]).collect();
+            assert_eq!(lifts, vec![0.0, 0.0, 1.0, 1.0]);
+        }
+    }
+
+    #[test]
+    fn walls_show_only_while_a_measure_extrudes() {
+        let mut app = test_app(&[4]);
+        let walls = app.world_mut().spawn((Visibility::Hidden, SlabWalls)).id();
+        let visibility = |app: &App| *app.world().get::<Visibility>(walls).expect("walls");
+        {
+            let mut s = app.world_mut().resource_mut::<Session>();
+            s.height = Some(shown(vec![vec![0.0, 0.5, 1.0, 0.25]]));
+            s.revision += 1;
+        }
+        app.update();
+        assert_eq!(visibility(&app), Visibility::Inherited);
+        {
+            let mut s = app.world_mut().resource_mut::<Session>();
+            s.height = None;
+            s.revision += 1;
+        }
+        app.update();
+        assert_eq!(visibility(&app), Visibility::Hidden);
     }
 
     #[test]

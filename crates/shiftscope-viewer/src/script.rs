@@ -443,7 +443,10 @@ fn report_selected(
         let slab = layout.0.slabs.get(id.layer)?;
         let (_, camera, transform) = cameras.iter().next()?;
         let p = camera
-            .world_to_viewport(transform, slab.centre(id.neuron))
+            .world_to_viewport(
+                transform,
+                slab.centre(id.neuron) + Vec3::Y * crate::map::lift(session.height.as_ref(), id),
+            )
             .ok()?;
         Some((id, p))
     });

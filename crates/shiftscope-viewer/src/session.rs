@@ -362,6 +362,21 @@ fn export_csv(session: &Session, path: Option<PathBuf>) {
     }
 }
 
+/// Colour and extrusion by the same measure share one set of values: whichever of the two
+/// wants `key` and lacks it takes it from the other, instead of waiting for a reply that was
+/// never asked for (the loader is asked once per key).
+fn share(session: &mut Session, colour_by: Measure, measure: Measure, key: ValuesKey) {
+    let holds = |s: &Option<Shown>| s.as_ref().is_some_and(|s| s.values.key == key);
+    if session.extrude == Some(measure) && holds(&session.colour) && !holds(&session.height) {
+        session.height = session.colour.clone();
+        session.revision += 1;
+    }
+    if colour_by == measure && holds(&session.height) && !holds(&session.colour) {
+        session.colour = session.height.clone();
+        session.revision += 1;
+    }
+}
+
 /// Asks the loader for the details, values and inputs the state shows and nobody has asked
 /// for.
 pub fn request(mut session: ResMut<Session>, loader: Option<Res<Loader>>) {
@@ -381,6 +396,7 @@ pub fn request(mut session: ResMut<Session>, loader: Option<Res<Loader>>) {
         let Some(key) = session.key(measure) else {
             continue;
         };
+        share(session, colour_by, measure, key);
         let have = [&session.colour, &session.height]
             .iter()
             .any(|s| s.as_ref().is_some_and(|s| s.values.key == key));
@@ -411,5 +427,56 @@ pub fn request(mut session: ResMut<Session>, loader: Option<Res<Loader>>) {
         if let Some(id) = selected {
             loader.send(Request::Inputs(id));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::LayerValues;
+
+    fn spurious(layers: Vec<Vec<f32>>) -> Shown {
+        Shown::new(LayerValues {
+            key: ValuesKey {
+                measure: Measure::Spurious,
+                image: NO_IMAGE,
+                class: ClassId(0),
+                lead: 0,
+                ood: Some(1),
+            },
+            layers,
+        })
+    }
+
+    #[test]
+    fn extruding_by_the_colour_measure_reuses_its_values() {
+        let shown = spurious(vec![vec![0.1, 0.9]]);
+        let key = shown.values.key;
+        let mut session = Session {
+            colour: Some(shown),
+            extrude: Some(Measure::Spurious),
+            ..Session::default()
+        };
+        share(&mut session, Measure::Spurious, Measure::Spurious, key);
+        let height = session.height.as_ref().map(|h| h.values.key);
+        assert_eq!(height, Some(key));
+
+        // And the other way round: colouring by the measure that extrudes.
+        session.colour = None;
+        share(&mut session, Measure::Spurious, Measure::Spurious, key);
+        assert_eq!(session.colour.as_ref().map(|c| c.values.key), Some(key));
+
+        // A different measure takes nothing.
+        let mut other = Session {
+            colour: Some(spurious(vec![vec![0.5]])),
+            extrude: Some(Measure::Novelty),
+            ..Session::default()
+        };
+        let novelty_key = ValuesKey {
+            measure: Measure::Novelty,
+            ..key
+        };
+        share(&mut other, Measure::Spurious, Measure::Novelty, novelty_key);
+        assert!(other.height.is_none());
     }
 }

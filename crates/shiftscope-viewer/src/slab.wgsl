@@ -1,4 +1,5 @@
-// One layer's slab: a grid of cell quads. Each vertex carries its cell's (column, row) in
+// One layer's slab: a grid of cell quads, and (a second mesh, with vertex colours) their
+// side walls, whose top edges rise with the cells. Each vertex carries its cell's (column, row) in
 // uv_b; the cell's values come from a data texture (r: colour position in [0, 1] or < 0 for
 // undefined, g: extrusion in [0, 1]), uploaded when the measure changes.
 #import bevy_pbr::{
@@ -22,7 +23,12 @@ fn vertex(vertex: Vertex) -> VertexOutput {
     var out: VertexOutput;
     let world_from_local = mesh_functions::get_world_from_local(vertex.instance_index);
     let v = cell_values(vertex.uv_b);
-    let lift = style.x * max(v.g, 0.0);
+    var lift = style.x * max(v.g, 0.0);
+#ifdef VERTEX_COLORS
+    // A wall (map.rs walls_mesh): its top edge rises with the cell, its bottom edge stays.
+    lift = lift * vertex.color.r;
+    out.color = vertex.color;
+#endif
     let local = vec4<f32>(vertex.position + vec3<f32>(0.0, lift, 0.0), 1.0);
     out.world_position = mesh_functions::mesh_position_local_to_world(world_from_local, local);
     out.position = position_world_to_clip(out.world_position.xyz);
@@ -75,6 +81,19 @@ fn fragment(in: VertexOutput) -> @location(0) vec4<f32> {
     if style.z > 0.5 {
         colour = colour * 0.8;
     }
+#ifdef VERTEX_COLORS
+    // A wall: its shade, and a dark line along its top and sides (not its foot, so that
+    // a low wall is not all line).
+    colour = colour * in.color.g;
+    let wall_edge = min(min(in.uv.x, 1.0 - in.uv.x), 1.0 - in.uv.y);
+    if wall_edge < 0.04 {
+        colour = vec3<f32>(0.09, 0.10, 0.12);
+    }
+    if index == params.y {
+        colour = vec3<f32>(1.0, 0.0, 1.0);
+    }
+    return vec4<f32>(srgb_to_linear(colour), 1.0);
+#else
     // Distance to the cell's edge, in cell units; a thin dark gap between cells.
     let edge = min(min(in.uv.x, 1.0 - in.uv.x), min(in.uv.y, 1.0 - in.uv.y));
     if edge < 0.06 {
@@ -86,4 +105,5 @@ fn fragment(in: VertexOutput) -> @location(0) vec4<f32> {
         colour = vec3<f32>(1.0, 1.0, 1.0);
     }
     return vec4<f32>(srgb_to_linear(colour), 1.0);
+#endif
 }
