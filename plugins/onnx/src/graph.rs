@@ -367,14 +367,29 @@ fn add_pooling(
             },
         ) => ("ReduceMax", &[1]),
         (LayerKind::Tokens, _) => ("ReduceMean", &[1]),
-        (
-            _,
-            Pooling {
-                conv: ConvPooling::Max,
-                ..
-            },
-        ) => ("ReduceMax", &[2, 3]),
-        _ => ("ReduceMean", &[2, 3]),
+        (_, pooling) => {
+            // A feature map: GlobalAveragePool / GlobalMaxPool, then Flatten to [B, C].
+            // Not ReduceMean over axes 2, 3: with all optimisations ONNX Runtime runs convs
+            // in its blocked NCHWc layout, where the global pools run too, so only the pooled
+            // [B, C, 1, 1] is reordered back; a ReduceMean needs the whole map reordered to
+            // NCHW first, a full copy of every recorded layer.
+            let pooled = format!("{output}/pooled");
+            node.op_type = match pooling.conv {
+                ConvPooling::Mean => "GlobalAveragePool",
+                ConvPooling::Max => "GlobalMaxPool",
+            }
+            .to_owned();
+            node.output[0].clone_from(&pooled);
+            graph.node.push(node);
+            let mut flatten = NodeProto::new();
+            flatten.name = format!("{output}/flatten");
+            flatten.op_type = "Flatten".to_owned();
+            flatten.input.push(pooled);
+            flatten.output.push(output.to_owned());
+            flatten.attribute.push(int_attr("axis", 1));
+            graph.node.push(flatten);
+            return;
+        }
     };
     node.op_type = op.to_owned();
     node.attribute.push(int_attr("keepdims", 0));
