@@ -231,7 +231,16 @@ fn neuron_panel_waits_then_thumbnails_select_images() {
     h.run();
     h.get_by_label("Neuron fc1:3");
     h.get_by_label("id (lead)");
-    h.get_by_label("vs ood: spurious / novelty / shift");
+    // The shift scores: a column per score, a row per shifted dataset.
+    for header in ["vs", "spurious", "novelty", "shift"] {
+        h.get_by_label(header);
+    }
+    let scores = &f.vm.neuron.ready().unwrap().scores.shifts[0];
+    let spurious = format!("{:.3}", scores.spurious.expect("a spurious score"));
+    assert!(
+        h.query_all_by_label(&spurious).count() >= 1,
+        "no {spurious} in the shift scores"
+    );
     h.get_by_label(&format!("ood#{}", ood_first.index)).click();
     h.run();
     let rec = h.state();

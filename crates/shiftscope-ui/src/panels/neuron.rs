@@ -50,20 +50,27 @@ pub fn neuron_panel(ui: &mut Ui, vm: &ViewModel, state: &UiState) -> Vec<Intent>
                     ui.label("selectivity (Rafegas / Morcos)");
                     ui.label(format!("{} / {}", num(s.rafegas), num(s.morcos)));
                     ui.end_row();
-                    for shift in &s.shifts {
-                        ui.label(format!(
-                            "vs {}: spurious / novelty / shift",
-                            vm.dataset_name(shift.dataset)
-                        ));
-                        ui.label(format!(
-                            "{} / {} / {}",
-                            num(shift.spurious),
-                            num(shift.novelty),
-                            num(shift.shift)
-                        ));
-                        ui.end_row();
-                    }
                 });
+            // One row per shifted dataset, one column per score: long dataset names stay
+            // readable and the numbers line up.
+            if !s.shifts.is_empty() {
+                egui::Grid::new("shiftscope-ui/neuron-shifts")
+                    .striped(true)
+                    .show(ui, |ui| {
+                        ui.strong("vs");
+                        for name in ["spurious", "novelty", "shift"] {
+                            ui.strong(name);
+                        }
+                        ui.end_row();
+                        for shift in &s.shifts {
+                            ui.label(vm.dataset_name(shift.dataset));
+                            for v in [shift.spurious, shift.novelty, shift.shift] {
+                                ui.monospace(num(v));
+                            }
+                            ui.end_row();
+                        }
+                    });
+            }
             features(ui, vm, state, detail, &mut out);
             ui.separator();
 
