@@ -260,6 +260,112 @@ mod tests {
         assert!(cam.current.distance > 8.0 && cam.current.distance < 50.0);
     }
 
+    /// The controller's systems on a camera, with mouse input that the test sets.
+    fn controlled() -> (App, Entity, Orbit) {
+        let home = Orbit {
+            focus: Vec3::ZERO,
+            yaw: 0.0,
+            pitch: -0.8,
+            distance: 50.0,
+        };
+        let mut app = App::new();
+        app.add_plugins((MinimalPlugins, CameraPlugin))
+            .init_resource::<ButtonInput<MouseButton>>()
+            .init_resource::<AccumulatedMouseMotion>()
+            .init_resource::<AccumulatedMouseScroll>();
+        let camera = app
+            .world_mut()
+            .spawn((OrbitCamera::new(home), Transform::default()))
+            .id();
+        (app, camera, home)
+    }
+
+    fn target(app: &App, camera: Entity) -> Orbit {
+        app.world()
+            .get::<OrbitCamera>(camera)
+            .expect("camera")
+            .target
+    }
+
+    fn drag(app: &mut App, button: MouseButton, delta: Vec2) {
+        app.world_mut()
+            .resource_mut::<ButtonInput<MouseButton>>()
+            .press(button);
+        app.world_mut()
+            .resource_mut::<AccumulatedMouseMotion>()
+            .delta = delta;
+        app.update();
+        app.world_mut()
+            .resource_mut::<ButtonInput<MouseButton>>()
+            .release(button);
+        app.world_mut()
+            .resource_mut::<AccumulatedMouseMotion>()
+            .delta = Vec2::ZERO;
+        app.update();
+    }
+
+    #[test]
+    fn dragging_orbits_pans_and_the_wheel_zooms_unless_a_panel_has_the_pointer() {
+        let (mut app, camera, home) = controlled();
+        // Left drag to the right turns the view, downwards tilts it, within its limits.
+        drag(&mut app, MouseButton::Left, Vec2::new(100.0, 0.0));
+        let turned = target(&app, camera);
+        assert!(
+            (turned.yaw - (home.yaw - 0.6)).abs() < 1e-5,
+            "yaw {}",
+            turned.yaw
+        );
+        assert_eq!((turned.focus, turned.distance), (home.focus, home.distance));
+        drag(&mut app, MouseButton::Left, Vec2::new(0.0, 10_000.0));
+        let tilted = target(&app, camera);
+        assert!(
+            (tilted.pitch - PITCH_RANGE.0).abs() < 1e-6,
+            "pitch {}",
+            tilted.pitch
+        );
+
+        // Right drag moves the focus, not the angles.
+        drag(&mut app, MouseButton::Right, Vec2::new(50.0, 0.0));
+        let panned = target(&app, camera);
+        assert!(
+            panned.focus.distance(tilted.focus) > 1.0,
+            "focus {}",
+            panned.focus
+        );
+        assert_eq!((panned.yaw, panned.pitch), (tilted.yaw, tilted.pitch));
+
+        // One wheel step in zooms by 12%.
+        app.world_mut()
+            .resource_mut::<AccumulatedMouseScroll>()
+            .delta = Vec2::new(0.0, 1.0);
+        app.update();
+        app.world_mut()
+            .resource_mut::<AccumulatedMouseScroll>()
+            .delta = Vec2::ZERO;
+        let zoomed = target(&app, camera);
+        assert!((zoomed.distance - home.distance * 0.88).abs() < 1e-3);
+
+        // Over a panel, the same drag and wheel leave the map alone.
+        app.world_mut().resource_mut::<EguiWants>().pointer = true;
+        drag(&mut app, MouseButton::Left, Vec2::new(100.0, 40.0));
+        app.world_mut()
+            .resource_mut::<AccumulatedMouseScroll>()
+            .delta = Vec2::new(0.0, 3.0);
+        app.update();
+        assert_eq!(target(&app, camera), zoomed);
+
+        // The pose follows the target.
+        app.world_mut().resource_mut::<EguiWants>().pointer = false;
+        for _ in 0..5 {
+            app.update();
+        }
+        let transform = *app.world().get::<Transform>(camera).expect("transform");
+        assert!(
+            transform.translation.length() > 1.0,
+            "the camera moved into place"
+        );
+    }
+
     #[test]
     fn home_fits_every_slab() {
         let layout = Layout::new(&[32, 512, 64, 10]);
