@@ -731,23 +731,7 @@ fn fit_viewport(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loader::{LayerValues, ValuesKey};
-    use crate::session::NO_IMAGE;
-    use shiftscope_analysis::ClassId;
-    use shiftscope_ui::Measure;
-
-    fn shown(layers: Vec<Vec<f32>>) -> Shown {
-        Shown::new(LayerValues {
-            key: ValuesKey {
-                measure: Measure::Spurious,
-                image: NO_IMAGE,
-                class: ClassId(0),
-                lead: 0,
-                ood: Some(1),
-            },
-            layers,
-        })
-    }
+    use crate::session::tests::spurious;
 
     #[test]
     fn meshes_have_one_quad_per_neuron() {
@@ -816,7 +800,7 @@ mod tests {
         let visibility = |app: &App| *app.world().get::<Visibility>(walls).expect("walls");
         {
             let mut s = app.world_mut().resource_mut::<Session>();
-            s.height = Some(shown(vec![vec![0.0, 0.5, 1.0, 0.25]]));
+            s.height = Some(spurious(vec![vec![0.0, 0.5, 1.0, 0.25]]));
             s.revision += 1;
         }
         app.update();
@@ -833,7 +817,7 @@ mod tests {
     #[test]
     fn packing_scales_values_and_marks_padding() {
         let slab = Layout::new(&[3]).slabs[0]; // 2×2, one padding cell
-        let s = shown(vec![vec![0.0, f32::NAN, 1.0]]);
+        let s = spurious(vec![vec![0.0, f32::NAN, 1.0]]);
         let bytes = pack(&slab, 0, Some(&s), None);
         let f: Vec<f32> = bytes
             .chunks(4)
@@ -891,7 +875,7 @@ mod tests {
         assert!(texels(&mut app, 0).iter().all(|&v| v == -1.0));
         {
             let mut s = app.world_mut().resource_mut::<Session>();
-            s.colour = Some(shown(vec![
+            s.colour = Some(spurious(vec![
                 vec![0.0, 0.5, 1.0, 0.25],
                 (0..9).map(|i| i as f32 / 8.0).collect(),
             ]));
@@ -905,7 +889,7 @@ mod tests {
         // Another measure: new values, same meshes.
         {
             let mut s = app.world_mut().resource_mut::<Session>();
-            s.colour = Some(shown(vec![vec![1.0, 1.0, 0.0, 0.0], vec![f32::NAN; 9]]));
+            s.colour = Some(spurious(vec![vec![1.0, 1.0, 0.0, 0.0], vec![f32::NAN; 9]]));
             s.revision += 1;
         }
         app.update();

@@ -431,11 +431,12 @@ pub fn request(mut session: ResMut<Session>, loader: Option<Res<Loader>>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::loader::LayerValues;
 
-    fn spurious(layers: Vec<Vec<f32>>) -> Shown {
+    /// Spurious scores per layer, shown (shared with the map's tests).
+    pub(crate) fn spurious(layers: Vec<Vec<f32>>) -> Shown {
         Shown::new(LayerValues {
             key: ValuesKey {
                 measure: Measure::Spurious,
