@@ -15,7 +15,7 @@ use std::process::Command;
 
 use shiftscope_viewer::headless::HeadlessX;
 
-/// The selected cell's outline colour (shiftscope-viewer's `map::HIGHLIGHT`).
+/// The selected cell's outline colour (shiftscope-viewer's `slab::HIGHLIGHT`).
 const HIGHLIGHT: [u8; 3] = [255, 0, 255];
 
 /// The viewer tests run one at a time (each holds this while its X server lives): two
@@ -57,6 +57,18 @@ impl Xvfb {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "view failed:\n{stdout}\n{stderr}");
         (stdout, stderr)
+    }
+
+    /// Runs `shiftscope FLAGS view STORE --script actions.ron` at 1280×800, the file (beside the
+    /// store) holding `actions` (RON); its stdout and stderr.
+    fn script(&self, flags: &[&str], store: &Path, actions: &str) -> (String, String) {
+        let script = store.with_file_name("actions.ron");
+        std::fs::write(&script, actions).unwrap();
+        let mut args: Vec<&OsStr> = flags.iter().map(OsStr::new).collect();
+        args.extend([OsStr::new("view"), store.as_os_str()]);
+        args.extend([OsStr::new("--script"), script.as_os_str()]);
+        args.extend([OsStr::new("--size"), OsStr::new("1280x800")]);
+        self.run(args)
     }
 }
 
@@ -214,23 +226,14 @@ fn extruding_by_the_colour_measure_raises_the_cells_and_the_selection() {
     let store = store(dir.path());
     let (flat, raised) = (dir.path().join("flat.png"), dir.path().join("raised.png"));
     // The same view twice, flat then extruded by the measure it is coloured by.
-    let script = dir.path().join("extrude.ron");
-    std::fs::write(
-        &script,
-        format!(
+    let (stdout, _) = x.script(
+        &[],
+        &store,
+        &format!(
             "[ColourBy(\"spurious\"), Select(\"conv2\", 5), Panel(\"study\"), Wait(5), \
              Screenshot({flat:?}), Extrude(Some(\"spurious\")), Wait(5), Screenshot({raised:?})]"
         ),
-    )
-    .unwrap();
-    let (stdout, _) = x.run([
-        "view",
-        store.to_str().unwrap(),
-        "--script",
-        script.to_str().unwrap(),
-        "--size",
-        "1280x800",
-    ]);
+    );
     let (a, b) = (Picture::read(&flat), Picture::read(&raised));
     // The map (left of the panel) changed: cells rose and grew walls.
     let changed = (60..a.height)
@@ -268,23 +271,14 @@ fn the_neuron_panels_compute_runs_the_model_and_the_map_colours_by_csi() {
     let shot = dir.path().join("out.png");
     // What the Neuron panel's Compute button sends, from a script; the screenshot waits
     // until the features worker is done and the panel has reloaded.
-    let script = dir.path().join("compute.ron");
-    std::fs::write(
-        &script,
-        format!(
+    let (_, stderr) = x.script(
+        &[],
+        &store,
+        &format!(
             "[Select(\"conv1\", 6), Panel(\"neuron\"), Compute(\"conv1\", 20), \
              ColourBy(\"csi\"), Screenshot({shot:?})]"
         ),
-    )
-    .unwrap();
-    let (_, stderr) = x.run([
-        "view",
-        store.to_str().unwrap(),
-        "--script",
-        script.to_str().unwrap(),
-        "--size",
-        "1280x800",
-    ]);
+    );
     assert!(shot.is_file());
     // The worker wrote the cache that `shiftscope features` reads back.
     let again = Command::new(common::binary())
@@ -331,22 +325,14 @@ fn live_mode_and_the_mistakes_panel_run_their_workers() {
     let live_shot = dir.path().join("live.png");
     let mistakes_shot = dir.path().join("mistakes.png");
     // Each screenshot waits until its worker has answered.
-    let script = dir.path().join("workers.ron");
-    std::fs::write(
-        &script,
-        format!(
+    let (_, stderr) = x.script(
+        &["-v"],
+        &store,
+        &format!(
             "[Live({image:?}), Select(\"conv2\", 1), Screenshot({live_shot:?}), \
              SelectClass(3), Panel(\"mistakes\"), Screenshot({mistakes_shot:?})]"
         ),
-    )
-    .unwrap();
-    let (_, stderr) = x.run([
-        "-v",
-        "view",
-        store.to_str().unwrap(),
-        "--script",
-        script.to_str().unwrap(),
-    ]);
+    );
     assert!(live_shot.is_file() && mistakes_shot.is_file());
     // The live worker ran the model on the file; the mistakes worker explained class 3 on
     // both datasets through fc1 (the demo CNN's decision-layer input).

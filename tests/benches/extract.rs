@@ -281,6 +281,7 @@ fn main() {
     };
     let (c, h, w) = (c.expect("C"), h.expect("H"), w.expect("W"));
     let images = env_usize("SHIFTSCOPE_BENCH_IMAGES", if h >= 128 { 256 } else { 4096 });
+    let rounds = env_usize("SHIFTSCOPE_BENCH_ROUNDS", 5);
     let batch = env_usize("SHIFTSCOPE_BENCH_BATCH", if h >= 128 { 32 } else { 64 });
     // Before anything else starts threads that could still be spinning: best of three.
     let peak = (0..3)
@@ -303,8 +304,7 @@ fn main() {
             .sum::<usize>()
     );
     println!(
-        "{images} images, batch {batch}, {threads} intra-op threads, best of {} rounds (ONNX Runtime, the adapter and PyTorch taking turns)",
-        env_usize("SHIFTSCOPE_BENCH_ROUNDS", 5)
+        "{images} images, batch {batch}, {threads} intra-op threads, best of {rounds} rounds (ONNX Runtime, the adapter and PyTorch taking turns)"
     );
 
     // 1. ONNX Runtime alone: the model's own outputs only.
@@ -350,7 +350,6 @@ fn main() {
     run_adapter();
 
     // 2b. PyTorch forward hooks + numpy export, the same architecture and sizes, taking turns.
-    let rounds = env_usize("SHIFTSCOPE_BENCH_ROUNDS", 5);
     let mut torch = TorchReference::start(&root, &model_path, images, batch, threads);
     let mut bare_round = || rate(&mut run_bare);
     let mut adapter_round = || rate(&mut run_adapter);

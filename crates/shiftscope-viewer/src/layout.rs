@@ -138,19 +138,23 @@ impl Layout {
             .enumerate()
             .find_map(|(l, s)| s.index_at(p).map(|i| (l, i)))
     }
-}
 
-impl Layout {
-    /// As [`Layout::pick`], with each cell standing `lift(layer, neuron)` high above the slab
-    /// (a box from the plane up, as the map draws an extruded cell): the nearest box the ray
-    /// enters, so the top of a tall cell picks that cell and not the one behind its foot.
+    /// As [`Layout::pick`], with each cell standing `lift(layer, neuron)` (at most `top`)
+    /// high above the slab (a box from the plane up, as the map draws an extruded cell): the
+    /// nearest box the ray enters, so the top of a tall cell picks that cell and not the one
+    /// behind its foot. Only the slabs whose whole box the ray enters are searched cell by cell.
     pub fn pick_raised(
         &self,
         ray: Ray3d,
+        top: f32,
         lift: impl Fn(usize, usize) -> f32,
     ) -> Option<(usize, usize)> {
         let mut best: Option<(f32, usize, usize)> = None;
         for (l, s) in self.slabs.iter().enumerate() {
+            let whole = Vec3::new(s.width(), top.max(0.0), s.depth());
+            if ray_box(ray, s.origin, s.origin + whole).is_none() {
+                continue;
+            }
             for i in 0..s.neurons {
                 let (c, r) = s.cell(i);
                 let min = s.origin + Vec3::new(c as f32 * CELL, 0.0, r as f32 * CELL);
@@ -270,7 +274,7 @@ mod tests {
         let ray = Ray3d::new(top - dir * 10.0, Dir3::new(dir).expect("dir"));
         assert_eq!(layout.pick(ray), Some((0, 0)));
         assert_eq!(
-            layout.pick_raised(ray, |_, i| if i == 2 { 3.0 } else { 0.0 }),
+            layout.pick_raised(ray, 3.0, |_, i| if i == 2 { 3.0 } else { 0.0 }),
             Some((0, 2))
         );
         // With nothing raised, the same as the flat pick, cell by cell.
@@ -280,13 +284,22 @@ mod tests {
                 c + Vec3::new(1.0, 8.0, 2.0),
                 Dir3::new(-Vec3::new(1.0, 8.0, 2.0)).expect("dir"),
             );
-            assert_eq!(layout.pick_raised(ray, |_, _| 0.0), Some((0, i)));
+            assert_eq!(layout.pick_raised(ray, 0.0, |_, _| 0.0), Some((0, i)));
+        }
+        // Several slabs: the ones the ray misses are skipped, the one it meets is searched.
+        let two = Layout::new(&[4, 9]);
+        for (l, s) in two.slabs.iter().enumerate() {
+            for i in 0..s.neurons {
+                let from = s.centre(i) + Vec3::new(-1.0, 8.0, 1.5);
+                let ray = Ray3d::new(from, Dir3::new(s.centre(i) - from).expect("dir"));
+                assert_eq!(two.pick_raised(ray, 3.0, |_, _| 0.0), Some((l, i)));
+            }
         }
         // A ray level with the slab but beside it, and one pointing away: nothing.
         let beside = Ray3d::new(Vec3::new(0.0, 5.0, 100.0), Dir3::X);
-        assert_eq!(layout.pick_raised(beside, |_, _| 3.0), None);
+        assert_eq!(layout.pick_raised(beside, 3.0, |_, _| 3.0), None);
         let away = Ray3d::new(s.centre(0) + Vec3::Y * 5.0, Dir3::Y);
-        assert_eq!(layout.pick_raised(away, |_, _| 3.0), None);
+        assert_eq!(layout.pick_raised(away, 3.0, |_, _| 3.0), None);
     }
 
     #[test]

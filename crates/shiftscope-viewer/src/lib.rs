@@ -25,6 +25,7 @@ pub mod map;
 pub mod mistakes;
 pub mod script;
 pub mod session;
+pub mod slab;
 pub mod ui;
 mod worker;
 

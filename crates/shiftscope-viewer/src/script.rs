@@ -445,7 +445,7 @@ fn report_selected(
         let p = camera
             .world_to_viewport(
                 transform,
-                slab.centre(id.neuron) + Vec3::Y * crate::map::lift(session.height.as_ref(), id),
+                slab.centre(id.neuron) + Vec3::Y * crate::slab::lift(session.height.as_ref(), id),
             )
             .ok()?;
         Some((id, p))

@@ -25,7 +25,7 @@ fn vertex(vertex: Vertex) -> VertexOutput {
     let v = cell_values(vertex.uv_b);
     var lift = style.x * max(v.g, 0.0);
 #ifdef VERTEX_COLORS
-    // A wall (map.rs walls_mesh): its top edge rises with the cell, its bottom edge stays.
+    // A wall (slab.rs walls_mesh): its top edge rises with the cell, its bottom edge stays.
     lift = lift * vertex.color.r;
     out.color = vertex.color;
 #endif

@@ -337,18 +337,16 @@ fn add_pooling(
     pooling: Pooling,
     output: &str,
 ) {
+    if kind != LayerKind::Tokens {
+        add_map_pooling(graph, tensor, pooling.conv, output);
+        return;
+    }
     let mut node = NodeProto::new();
     node.name = output.to_owned();
     node.input.push(tensor.to_owned());
     node.output.push(output.to_owned());
-    let (op, axes): (&str, &[i64]) = match (kind, pooling) {
-        (
-            LayerKind::Tokens,
-            Pooling {
-                tokens: TokenPooling::Cls,
-                ..
-            },
-        ) => {
+    let op = match pooling.tokens {
+        TokenPooling::Cls => {
             let index = format!("{output}/index");
             graph
                 .initializer
@@ -359,37 +357,8 @@ fn add_pooling(
             graph.node.push(node);
             return;
         }
-        (
-            LayerKind::Tokens,
-            Pooling {
-                tokens: TokenPooling::Max,
-                ..
-            },
-        ) => ("ReduceMax", &[1]),
-        (LayerKind::Tokens, _) => ("ReduceMean", &[1]),
-        (_, pooling) => {
-            // A feature map: GlobalAveragePool / GlobalMaxPool, then Flatten to [B, C].
-            // Not ReduceMean over axes 2, 3: with all optimisations ONNX Runtime runs convs
-            // in its blocked NCHWc layout, where the global pools run too, so only the pooled
-            // [B, C, 1, 1] is reordered back; a ReduceMean needs the whole map reordered to
-            // NCHW first, a full copy of every recorded layer.
-            let pooled = format!("{output}/pooled");
-            node.op_type = match pooling.conv {
-                ConvPooling::Mean => "GlobalAveragePool",
-                ConvPooling::Max => "GlobalMaxPool",
-            }
-            .to_owned();
-            node.output[0].clone_from(&pooled);
-            graph.node.push(node);
-            let mut flatten = NodeProto::new();
-            flatten.name = format!("{output}/flatten");
-            flatten.op_type = "Flatten".to_owned();
-            flatten.input.push(pooled);
-            flatten.output.push(output.to_owned());
-            flatten.attribute.push(int_attr("axis", 1));
-            graph.node.push(flatten);
-            return;
-        }
+        TokenPooling::Max => "ReduceMax",
+        TokenPooling::Mean => "ReduceMean",
     };
     node.op_type = op.to_owned();
     node.attribute.push(int_attr("keepdims", 0));
@@ -398,12 +367,38 @@ fn add_pooling(
         let axes_name = format!("{output}/axes");
         graph
             .initializer
-            .push(int64_initializer(&axes_name, axes, false));
+            .push(int64_initializer(&axes_name, &[1], false));
         node.input.push(axes_name);
     } else {
-        node.attribute.push(ints_attr("axes", axes));
+        node.attribute.push(ints_attr("axes", &[1]));
     }
     graph.node.push(node);
+}
+
+/// Appends GlobalAveragePool / GlobalMaxPool of the feature map `tensor`, then Flatten to
+/// `output` (`[B, C]`). Not ReduceMean over axes 2, 3: with all optimisations ONNX Runtime
+/// runs convolutions in its blocked NCHWc layout, where the global pools run too, so only the
+/// pooled `[B, C, 1, 1]` is reordered back; a ReduceMean needs the whole map reordered to NCHW
+/// first, a full copy of every recorded layer.
+fn add_map_pooling(graph: &mut GraphProto, tensor: &str, pooling: ConvPooling, output: &str) {
+    let pooled = format!("{output}/pooled");
+    let mut pool = NodeProto::new();
+    pool.name = output.to_owned();
+    pool.op_type = match pooling {
+        ConvPooling::Mean => "GlobalAveragePool",
+        ConvPooling::Max => "GlobalMaxPool",
+    }
+    .to_owned();
+    pool.input.push(tensor.to_owned());
+    pool.output.push(pooled.clone());
+    graph.node.push(pool);
+    let mut flatten = NodeProto::new();
+    flatten.name = format!("{output}/flatten");
+    flatten.op_type = "Flatten".to_owned();
+    flatten.input.push(pooled);
+    flatten.output.push(output.to_owned());
+    flatten.attribute.push(int_attr("axis", 1));
+    graph.node.push(flatten);
 }
 
 #[cfg(test)]
