@@ -72,6 +72,18 @@ impl Xvfb {
     }
 }
 
+/// An X server (the lock held) and, in a temporary folder, [`store`]; `None` (with a note)
+/// where Xvfb is not installed.
+fn viewer_store() -> Option<(Xvfb, tempfile::TempDir, PathBuf)> {
+    let Some(x) = xvfb() else {
+        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    Some((x, dir, store))
+}
+
 /// A store of 64 images of colored MNIST and its permuted shift on the demo CNN.
 fn store(dir: &Path) -> PathBuf {
     common::demo_cnn_store(
@@ -138,12 +150,9 @@ impl Picture {
 
 #[test]
 fn view_screenshot_shows_the_selected_neuron() {
-    let Some(x) = xvfb() else {
-        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+    let Some((x, dir, store)) = viewer_store() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
     let shot = dir.path().join("out.png");
     let (stdout, _) = x.run([
         "view",
@@ -218,12 +227,9 @@ fn reported(stdout: &str, file: &str, neuron: &str) -> (i64, i64) {
 
 #[test]
 fn extruding_by_the_colour_measure_raises_the_cells_and_the_selection() {
-    let Some(x) = xvfb() else {
-        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+    let Some((x, dir, store)) = viewer_store() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
     let (flat, raised) = (dir.path().join("flat.png"), dir.path().join("raised.png"));
     // The same view twice, flat then extruded by the measure it is coloured by.
     let (stdout, _) = x.script(
@@ -262,12 +268,9 @@ fn extruding_by_the_colour_measure_raises_the_cells_and_the_selection() {
 
 #[test]
 fn the_neuron_panels_compute_runs_the_model_and_the_map_colours_by_csi() {
-    let Some(x) = xvfb() else {
-        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+    let Some((x, dir, store)) = viewer_store() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
     let shot = dir.path().join("out.png");
     // What the Neuron panel's Compute button sends, from a script; the screenshot waits
     // until the features worker is done and the panel has reloaded.
@@ -299,12 +302,9 @@ fn the_neuron_panels_compute_runs_the_model_and_the_map_colours_by_csi() {
 
 #[test]
 fn live_mode_and_the_mistakes_panel_run_their_workers() {
-    let Some(x) = xvfb() else {
-        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+    let Some((x, dir, store)) = viewer_store() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
     // A live image: a 28×28 red square on black, as a PNG.
     let image = dir.path().join("square.png");
     let mut rgb = vec![0u8; 28 * 28 * 3];
@@ -370,12 +370,9 @@ fn view_without_a_display_says_what_to_do() {
 #[test]
 fn view_screenshot_without_a_display_starts_its_own_x_server() {
     // Holds the lock and checks Xvfb is there; the viewer below starts its own server.
-    let Some(_x) = xvfb() else {
-        println!("SKIPPED: Xvfb is not installed (tools/setup.sh installs it)");
+    let Some((_x, dir, store)) = viewer_store() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
     let shot = dir.path().join("headless.png");
     let out = Command::new(common::binary())
         .arg("view")
