@@ -62,7 +62,8 @@ pub const ABI_MAJOR: u32 = 1;
 ///
 /// 1.1: the model adapter's `decision_layer` and `export_with_decision_layer` slots, and the
 /// description's per-layer [`ModelDescriptionView::receptive_fields`].
-pub const ABI_MINOR: u32 = 1;
+/// 1.2: the description's per-layer [`ModelDescriptionView::layer_aliases`].
+pub const ABI_MINOR: u32 = 2;
 /// The size in bytes of [`ModelAdapterTable`] in ABI 1.0: its fields up to `outstanding`.
 /// A host accepts a table of at least this size and treats the slots appended since as absent.
 pub const MODEL_ADAPTER_TABLE_1_0_SIZE: usize =
@@ -365,6 +366,10 @@ pub struct ModelDescriptionView {
     /// ABI minor 1: `n_layers` receptive fields parallel to `layers`, or null when the
     /// adapter computes none. Read only when `size` covers this field.
     pub receptive_fields: *const ReceptiveFieldView,
+    /// ABI minor 2: `n_layers` lists parallel to `layers`, each the other names a layer is
+    /// selected by (the tensor name behind a module path, say), or null when the adapter
+    /// gives none. Read only when `size` covers this field.
+    pub layer_aliases: *const StrListView,
 }
 
 /// Where a spatial layer's neurons look in the model input, per axis (height, width): the

@@ -93,6 +93,7 @@ impl ModelAdapter for Tiny {
             default_selected: true,
             role: String::new(),
             receptive_field: field,
+            aliases: Vec::new(),
         };
         Ok(ModelDescription {
             inputs: vec![InputSpec {

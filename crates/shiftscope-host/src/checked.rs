@@ -406,6 +406,7 @@ mod receptive_field_tests {
                 default_selected: true,
                 role: String::new(),
                 receptive_field: Some(field),
+                aliases: Vec::new(),
             }],
             class_names: vec![],
             num_classes: 2,

@@ -51,8 +51,11 @@ pub struct InputSpec {
 /// One recordable layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerInfo {
-    /// Tensor name; what `run` is asked for.
+    /// The layer's name: what `run` is asked for and what stores, reports and the viewer show.
     pub name: String,
+    /// Other names that select the same layer (e.g. the graph's tensor name behind a PyTorch
+    /// module path); `run` accepts them too.
+    pub aliases: Vec<String>,
     /// The operator producing it.
     pub op: String,
     /// What a neuron is.
@@ -119,8 +122,13 @@ pub struct ModelDescription {
 
 impl ModelDescription {
     /// The layer called `name`.
+    /// The layer called `name`, by its name or else by one of its aliases.
     pub fn layer(&self, name: &str) -> Option<&LayerInfo> {
-        self.layers.iter().find(|l| l.name == name)
+        self.layers.iter().find(|l| l.name == name).or_else(|| {
+            self.layers
+                .iter()
+                .find(|l| l.aliases.iter().any(|a| a == name))
+        })
     }
 }
 

@@ -101,8 +101,12 @@ pub fn select_layers(
                 LayerSelector::AllRelu => layer.op == "Relu",
                 LayerSelector::Kind(kind) => layer.kind == *kind,
                 LayerSelector::Role(role) => &layer.role == role,
-                LayerSelector::Regex(re) => re.is_match(&layer.name),
-                LayerSelector::Name(name) => &layer.name == name,
+                LayerSelector::Regex(re) => {
+                    re.is_match(&layer.name) || layer.aliases.iter().any(|a| re.is_match(a))
+                }
+                LayerSelector::Name(name) => description
+                    .layer(name)
+                    .is_some_and(|l| l.name == layer.name),
             })
         })
         .map(|layer| layer.name.clone())
@@ -131,6 +135,7 @@ mod tests {
             default_selected: default,
             role: role.into(),
             receptive_field: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -166,6 +171,18 @@ mod tests {
             select(&["re:^add|^fc$", "logits"]).unwrap(),
             ["add1", "fc", "logits"]
         );
+    }
+
+    #[test]
+    fn aliases_select_the_layer_under_its_name() {
+        let mut d = description();
+        d.layers[2].aliases = vec!["/layer1/Add_output_0".into(), "layer1".into()];
+        let pick = |s: &str| select_layers(&d, &[s.to_owned()]);
+        assert_eq!(pick("/layer1/Add_output_0").unwrap(), ["block1"]);
+        assert_eq!(pick("layer1,block1").unwrap(), ["block1"]);
+        assert_eq!(pick("re:^layer1$").unwrap(), ["block1"]);
+        assert_eq!(d.layer("layer1").unwrap().name, "block1");
+        assert!(pick("layer2").is_err());
     }
 
     #[test]

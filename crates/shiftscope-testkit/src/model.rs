@@ -317,6 +317,7 @@ mod tests {
                     default_selected: true,
                     role: "activation".into(),
                     receptive_field: None,
+                    aliases: Vec::new(),
                 }],
                 class_names: vec![],
                 num_classes: 3,

@@ -135,6 +135,7 @@ impl ExampleModel {
             default_selected: true,
             role: role.to_owned(),
             receptive_field: None,
+            aliases: Vec::new(),
         };
         let conv_shape = vec![CONV_C, CONV_SIDE, CONV_SIDE];
         vec![

@@ -3,7 +3,7 @@
 use shiftscope_abi::{
     ActivationSetView, DecisionLayerView, InputView, Instance, LayerView, ModelAdapterTable,
     ModelDescriptionView, NamedTensorView, Output, PoolingView, ReceptiveFieldView, Status,
-    StrView, TensorView,
+    StrListView, StrView, TensorView,
 };
 
 use super::export::{
@@ -50,6 +50,8 @@ struct DescriptionKeep {
     _inputs: Vec<InputView>,
     _layers: Vec<LayerView>,
     _receptive_fields: Vec<ReceptiveFieldView>,
+    _alias_items: Vec<Vec<StrView>>,
+    _aliases: Vec<StrListView>,
     _class_names: Vec<StrView>,
     _notes: Vec<StrView>,
 }
@@ -101,6 +103,18 @@ fn description_view(
         .iter()
         .map(|layer| receptive_field_view(&layer.name, layer.receptive_field.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
+    let alias_items: Vec<Vec<StrView>> = description
+        .layers
+        .iter()
+        .map(|layer| layer.aliases.iter().map(|a| StrView::new(a)).collect())
+        .collect();
+    let aliases: Vec<StrListView> = alias_items
+        .iter()
+        .map(|items| StrListView {
+            items: items.as_ptr(),
+            n_items: items.len(),
+        })
+        .collect();
     let class_names: Vec<StrView> = description
         .class_names
         .iter()
@@ -119,6 +133,7 @@ fn description_view(
         notes: notes.as_ptr(),
         n_notes: notes.len(),
         receptive_fields: receptive_fields.as_ptr(),
+        layer_aliases: aliases.as_ptr(),
     };
     // Moving the vectors into the keep struct moves no heap data: the view stays valid.
     Ok((
@@ -128,6 +143,8 @@ fn description_view(
             _inputs: inputs,
             _layers: layers,
             _receptive_fields: receptive_fields,
+            _alias_items: alias_items,
+            _aliases: aliases,
             _class_names: class_names,
             _notes: notes,
         },
@@ -373,6 +390,7 @@ mod receptive_field_tests {
             default_selected: true,
             role: String::new(),
             receptive_field: field,
+            aliases: vec![format!("/{name}/Relu_output_0"), format!("{name}.relu")],
         };
         ModelDescription {
             inputs: vec![],
@@ -405,6 +423,17 @@ mod receptive_field_tests {
         // SAFETY: as above; the reader must not touch the field past `size`.
         let old = unsafe { read_description(&view) }.unwrap();
         assert!(old.layers.iter().all(|l| l.receptive_field.is_none()));
+        assert!(old.layers.iter().all(|l| l.aliases.is_empty()));
+        // A plugin built against ABI 1.1: receptive fields but no aliases.
+        view.size = std::mem::offset_of!(ModelDescriptionView, layer_aliases);
+        // SAFETY: as above.
+        let one_one = unsafe { read_description(&view) }.unwrap();
+        assert_eq!(
+            one_one.layers[0].receptive_field,
+            d.layers[0].receptive_field
+        );
+        assert!(one_one.layers.iter().all(|l| l.aliases.is_empty()));
+        view.size = std::mem::offset_of!(ModelDescriptionView, receptive_fields);
         // Shorter than 1.0 is refused.
         view.size -= 1;
         // SAFETY: as above.

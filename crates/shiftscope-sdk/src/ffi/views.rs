@@ -238,6 +238,9 @@ pub unsafe fn read_description(
     let base = std::mem::offset_of!(ModelDescriptionView, receptive_fields);
     check_size(view.size, base, "model description")?;
     let has_fields = view.size >= base + size_of::<*const ReceptiveFieldView>();
+    let has_aliases = view.size
+        >= std::mem::offset_of!(ModelDescriptionView, layer_aliases)
+            + size_of::<*const StrListView>();
     // SAFETY: every pointer is forwarded from the caller with its stated size.
     unsafe {
         let inputs = read_slice(view.inputs, view.n_inputs, "inputs")?
@@ -262,6 +265,11 @@ pub unsafe fn read_description(
         } else {
             &[]
         };
+        let aliases = if has_aliases && !view.layer_aliases.is_null() {
+            read_slice(view.layer_aliases, view.n_layers, "layer aliases")?
+        } else {
+            &[]
+        };
         let layers = read_slice(view.layers, view.n_layers, "layers")?
             .iter()
             .enumerate()
@@ -277,6 +285,10 @@ pub unsafe fn read_description(
                     default_selected: layer.default_selected != 0,
                     role: read_str(layer.role, "layer role")?.to_owned(),
                     receptive_field: fields.get(i).and_then(receptive_field_from_view),
+                    aliases: match aliases.get(i) {
+                        Some(list) => read_str_list(list, "layer aliases")?,
+                        None => Vec::new(),
+                    },
                     name,
                 })
             })
