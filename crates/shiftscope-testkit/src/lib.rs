@@ -21,6 +21,7 @@
 pub mod cargo;
 mod dataset;
 mod model;
+pub mod onnx;
 pub mod store;
 
 pub use dataset::check_dataset_source;

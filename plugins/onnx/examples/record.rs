@@ -6,7 +6,7 @@
 //! record MODEL.onnx INPUT.f32 N C H W OUT_DIR [SELECTOR ...]
 //! ```
 //! `INPUT.f32` holds N×C×H×W little-endian `f32` values (already normalised). Writes
-//! `OUT_DIR/manifest.json` (`{"layers": [{"name", "kind", "op", "file", "shape"}], "logits":
+//! `OUT_DIR/manifest.json` (`{"layers": [{"name", "aliases", "kind", "op", "file", "shape"}], "logits":
 //! {...}}`) and one little-endian `f32` file per layer, pooled the default way (conv: spatial
 //! mean, tokens: mean over tokens).
 
@@ -42,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&out_dir)?;
     let mut entries = Vec::new();
     let mut write = |name: &str,
+                     aliases: &[String],
                      kind: &str,
                      op: &str,
                      shape: &[usize],
@@ -52,8 +53,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(out_dir.join(&file), raw)?;
         let shape: Vec<String> = shape.iter().map(usize::to_string).collect();
+        let aliases: Vec<String> = aliases.iter().map(|a| format!("{a:?}")).collect();
         entries.push(format!(
-            "{{\"name\": {name:?}, \"kind\": {kind:?}, \"op\": {op:?}, \"file\": {file:?}, \"shape\": [{}]}}",
+            "{{\"name\": {name:?}, \"aliases\": [{}], \"kind\": {kind:?}, \"op\": {op:?}, \"file\": {file:?}, \"shape\": [{}]}}",
+            aliases.join(", "),
             shape.join(", ")
         ));
         Ok(())
@@ -62,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let info = description.layer(&named.name).ok_or("layer vanished")?;
         write(
             &named.name,
+            &info.aliases,
             info.kind.as_str(),
             &info.op,
             named.tensor.shape(),
@@ -72,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let logits_entry = set.layers.len();
     write(
         "logits",
+        &[],
         "logits",
         "",
         set.logits.shape(),

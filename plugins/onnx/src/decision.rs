@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::external;
+
 use onnx_protobuf::{
     AttributeProto, Message, ModelProto, NodeProto, TensorProto, attribute_proto::AttributeType,
     tensor_proto::DataType,
@@ -50,8 +52,13 @@ fn float_attr(node: &NodeProto, name: &str, default: f32) -> f32 {
     attr(node, name).map_or(default, |a| a.f)
 }
 
-/// The float values and dims of an initialiser (`float_data` or little-endian `raw_data`).
-fn read_floats(t: &TensorProto, path: &Path) -> Result<(Vec<usize>, Vec<f32>), PluginError> {
+/// The float values and dims of an initialiser (`float_data`, little-endian `raw_data`, or
+/// external data in a side file in `dir`).
+fn read_floats(
+    t: &TensorProto,
+    path: &Path,
+    dir: &Path,
+) -> Result<(Vec<usize>, Vec<f32>), PluginError> {
     if t.data_type != DataType::FLOAT as i32 {
         return Err(unsupported(
             path,
@@ -61,25 +68,24 @@ fn read_floats(t: &TensorProto, path: &Path) -> Result<(Vec<usize>, Vec<f32>), P
             ),
         ));
     }
-    if !t.external_data.is_empty() {
-        return Err(unsupported(
-            path,
-            format!("initialiser '{}' is stored in an external file", t.name),
-        ));
-    }
     let dims = t
         .dims
         .iter()
         .map(|&d| usize::try_from(d))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| unsupported(path, format!("initialiser '{}' has a negative dim", t.name)))?;
-    let values: Vec<f32> = if t.raw_data.is_empty() {
-        t.float_data.clone()
-    } else {
-        t.raw_data
+    let little_endian = |bytes: &[u8]| -> Vec<f32> {
+        bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
+    };
+    let values: Vec<f32> = if external::is_external(t) {
+        little_endian(&external::read(t, dir, path)?)
+    } else if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        little_endian(&t.raw_data)
     };
     if values.len() != dims.iter().product::<usize>() {
         return Err(unsupported(
@@ -231,10 +237,11 @@ pub(crate) fn read(
     model: &ModelProto,
     located: &Located,
     path: &Path,
+    dir: &Path,
 ) -> Result<DecisionLayer, PluginError> {
     let missing = |t: &str| unsupported(path, format!("initialiser '{t}' is missing"));
     let w_init = initializer(model, &located.weights).ok_or_else(|| missing(&located.weights))?;
-    let (dims, values) = read_floats(w_init, path)?;
+    let (dims, values) = read_floats(w_init, path, dir)?;
     let [r, c] = dims[..] else {
         return Err(unsupported(
             path,
@@ -257,7 +264,7 @@ pub(crate) fn read(
         None => vec![0.0; k],
         Some(name) => {
             let init = initializer(model, name).ok_or_else(|| missing(name))?;
-            let (_, values) = read_floats(init, path)?;
+            let (_, values) = read_floats(init, path, dir)?;
             match values.len() {
                 1 => vec![values[0] * located.beta; k],
                 n if n == k => values.iter().map(|v| v * located.beta).collect(),
@@ -303,16 +310,17 @@ fn set_float_attr(node: &mut NodeProto, name: &str, value: f32) {
     node.attribute.push(a);
 }
 
-/// The model's bytes with the located layer's initialisers replaced by `layer`'s `W` and `b`
-/// (in the initialisers' own layouts; Gemm's alpha and beta set to 1; a bias added where the
-/// layer had none).
+/// The model with the located layer's initialisers replaced by `layer`'s `W` and `b` (in the
+/// initialisers' own layouts; Gemm's alpha and beta set to 1; a bias added where the layer had
+/// none). Its other external tensors still point into the side files in `dir`.
 pub(crate) fn edited(
     model: &ModelProto,
     located: &Located,
     layer: &DecisionLayer,
     path: &Path,
-) -> Result<Vec<u8>, PluginError> {
-    let current = read(model, located, path)?;
+    dir: &Path,
+) -> Result<ModelProto, PluginError> {
+    let current = read(model, located, path, dir)?;
     let (k, d) = layer.dims()?;
     if current.dims()? != (k, d) {
         return Err(PluginError::invalid_argument(format!(
@@ -369,16 +377,17 @@ pub(crate) fn edited(
             *init = float_tensor(&init.name.clone(), &dims, layer.bias.data());
         }
     }
-    model
-        .write_to_bytes()
-        .map_err(|e| PluginError::failed(format!("re-encoding the edited model: {e}")))
+    Ok(model)
 }
 
-/// Writes `bytes` to `out` (a new file unless `overwrite`), refusing the model's own path.
+/// Writes `model` to `out` (a new file unless `overwrite`), refusing the model's own path.
+/// External data (resolved in `dir`) goes inline below [`external::INLINE_LIMIT`], else into
+/// `<out>.data`; the model's own side files are never written.
 pub(crate) fn write_copy(
-    bytes: &[u8],
+    mut model: ModelProto,
     out: &Path,
     model_path: &Path,
+    dir: &Path,
     overwrite: bool,
 ) -> Result<(), PluginError> {
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
@@ -408,7 +417,22 @@ pub(crate) fn write_copy(
             PluginError::failed(format!("{}: cannot create: {e}", out.display()))
         }
     })?;
-    file.write_all(bytes)
+    let written = external::materialise(&mut model, dir, model_path, out, external::INLINE_LIMIT);
+    let bytes = written.and_then(|_| {
+        model
+            .write_to_bytes()
+            .map_err(|e| PluginError::failed(format!("re-encoding the edited model: {e}")))
+    });
+    let bytes = match bytes {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            // Leave no empty file that looks like a model.
+            drop(file);
+            let _ = std::fs::remove_file(out);
+            return Err(e);
+        }
+    };
+    file.write_all(&bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| PluginError::failed(format!("{}: writing: {e}", out.display())))
 }

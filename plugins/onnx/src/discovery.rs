@@ -168,6 +168,15 @@ impl Graph {
             return Vec::new();
         };
         let mut head = head;
+        // A float16 model's float32 output: the head is behind the Cast.
+        if self.nodes[head].op == "Cast"
+            && let Some(&inner) = self.nodes[head]
+                .inputs
+                .first()
+                .and_then(|i| self.producer.get(i))
+        {
+            head = inner;
+        }
         // A head written as MatMul + Add(bias): the features are the MatMul's input.
         if self.nodes[head].op == "Add"
             && let Some(&matmul) = self.nodes[head].inputs.iter().find_map(|i| {
@@ -195,13 +204,17 @@ impl Graph {
 }
 
 /// Builds the layer list from the dry run's per-image shapes (tensors not in `shapes` are
-/// not float tensors of rank 1–3 per image and are skipped), in network order.
-pub(crate) fn discover(graph: &Graph, shapes: &HashMap<String, Vec<usize>>) -> Vec<LayerInfo> {
+/// not float tensors of rank 1–3 per image and are skipped), in network order, each with the
+/// tensor it reads.
+pub(crate) fn discover(
+    graph: &Graph,
+    shapes: &HashMap<String, Vec<usize>>,
+) -> Vec<(LayerInfo, String)> {
     let head_inputs = graph.head_inputs();
     let mut layers = Vec::new();
     let mut seen = HashSet::new();
     let mut push =
-        |name: &str, op: &str, layers: &mut Vec<LayerInfo>, role: &str, default: bool| {
+        |name: &str, op: &str, layers: &mut Vec<(LayerInfo, String)>, role: &str, default: bool| {
             let Some(shape) = shapes.get(name) else {
                 return;
             };
@@ -221,8 +234,10 @@ pub(crate) fn discover(graph: &Graph, shapes: &HashMap<String, Vec<usize>>) -> V
             if neurons == 0 || !seen.insert(name.to_owned()) {
                 return;
             }
-            layers.push(LayerInfo {
-                name: name.to_owned(),
+            let named = graph.layer_name(name);
+            let info = LayerInfo {
+                name: named.name,
+                aliases: named.aliases,
                 op: op.to_owned(),
                 kind,
                 shape: shape.clone(),
@@ -230,7 +245,8 @@ pub(crate) fn discover(graph: &Graph, shapes: &HashMap<String, Vec<usize>>) -> V
                 default_selected: default,
                 role: role.to_owned(),
                 receptive_field: None,
-            });
+            };
+            layers.push((info, name.to_owned()));
         };
     for (i, node) in graph.nodes.iter().enumerate() {
         let op = node.op.as_str();

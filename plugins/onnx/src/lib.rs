@@ -11,17 +11,19 @@
 
 mod decision;
 mod discovery;
+mod external;
 mod graph;
+mod names;
 mod receptive;
 mod runtime;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use ort::ep;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::value::TensorRef as OrtTensorRef;
+use ort::value::{TensorElementType, TensorRef as OrtTensorRef, ValueType};
 use serde::{Deserialize, Serialize};
 use shiftscope_sdk::{
     ActivationSet, DecisionLayer, InputSpec, LayerKind, ModelAdapter, ModelAdapterPlugin,
@@ -85,6 +87,14 @@ pub struct Config {
     /// Graph optimisation level.
     #[serde(default)]
     pub optimization: Optimization,
+    /// The graph output holding the logits, for models with several outputs; by default the
+    /// only output, else the one named `logits`, else the only one of per-image rank 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Height and width for a model whose input size is symbolic (`[?, 3, ?, ?]`): what layer
+    /// shapes are computed at; 224 × 224 by default. Ignored for fixed sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_size: Option<[usize; 2]>,
 }
 
 impl Config {
@@ -96,6 +106,8 @@ impl Config {
             threads: None,
             ort_lib: None,
             optimization: Optimization::All,
+            output: None,
+            input_size: None,
         }
     }
 
@@ -116,7 +128,12 @@ pub struct OnnxModel {
     device: Device,
     threads: usize,
     optimization: Optimization,
+    output: Option<String>,
+    /// Height and width of the dry run where the input's are symbolic.
+    input_size: [usize; 2],
     description: ModelDescription,
+    /// Layer name → the graph tensor it reads.
+    tensors: HashMap<String, String>,
     sessions: HashMap<SessionKey, Session>,
 }
 
@@ -171,6 +188,8 @@ impl OnnxModel {
             device: config.device,
             threads,
             optimization: config.optimization,
+            output: config.output.clone(),
+            input_size: config.input_size.unwrap_or([224, 224]),
             description: ModelDescription {
                 inputs: Vec::new(),
                 layers: Vec::new(),
@@ -183,8 +202,16 @@ impl OnnxModel {
                 )],
             },
             runtime,
+            tensors: HashMap::new(),
             sessions: HashMap::new(),
         };
+        if let Some((count, bytes)) = model.graph.external {
+            model.description.notes.push(format!(
+                "external data: {count} tensors ({:.1} MB) read from side files in {}",
+                bytes as f64 / 1e6,
+                model.graph.dir.display()
+            ));
+        }
         model.dry_run()?;
         Ok(model)
     }
@@ -194,14 +221,39 @@ impl OnnxModel {
     fn dry_run(&mut self) -> Result<(), PluginError> {
         let input = self.graph.input.clone();
         let [_, c, h, w] = input.shape;
-        let (Some(c), Some(h), Some(w)) = (c, h, w) else {
+        let Some(c) = c else {
             return Err(PluginError::invalid_argument(format!(
-                "{}: input '{}' has shape {}; shiftscope needs fixed channels, height and width",
+                "{}: input '{}' has shape {}; shiftscope needs a fixed number of channels",
                 self.path.display(),
                 input.name,
                 show_dims(&input.shape)
             )));
         };
+        let (h, w) = match (h, w) {
+            (Some(h), Some(w)) => (h, w),
+            _ => {
+                let [dh, dw] = self.input_size;
+                let (h, w) = (h.unwrap_or(dh), w.unwrap_or(dw));
+                self.description.notes.push(format!(
+                    "input size is symbolic: layer shapes shown for {h}×{w} (set `input_size` in \
+                     the model config, or the preprocessing's crop, for another)"
+                ));
+                (h, w)
+            }
+        };
+        if let Some(original) = &input.channels_last {
+            self.description.notes.push(format!(
+                "channels-last input '{original}' {}: fed channel-first as '{}' through a \
+                 Transpose shiftscope adds",
+                show_dims(&[
+                    input.shape[0],
+                    input.shape[2],
+                    input.shape[3],
+                    input.shape[1]
+                ]),
+                input.name
+            ));
+        }
         let candidates: Vec<(String, String)> = self.graph.candidate_tensors();
         let exposed: Vec<Exposed> = candidates
             .iter()
@@ -236,6 +288,33 @@ impl OnnxModel {
             }
         };
         let mut session = session;
+        // Hidden layers of another float type (a float16 model keeps float32 only at its
+        // inputs and outputs): exposed through a Cast, so they are recorded as float32.
+        let other_floats: HashSet<String> = session
+            .outputs()
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.dtype(),
+                    ValueType::Tensor {
+                        ty: TensorElementType::Float16
+                            | TensorElementType::Bfloat16
+                            | TensorElementType::Float64,
+                        ..
+                    }
+                )
+            })
+            .map(|o| o.name().to_owned())
+            .collect();
+        if !other_floats.is_empty() {
+            self.description.notes.push(format!(
+                "{} hidden tensors are float16, bfloat16 or float64: recorded as float32",
+                other_floats.len()
+            ));
+            self.graph.casts = other_floats;
+            let bytes = self.graph.with_outputs(&exposed)?;
+            session = self.build_session(&bytes, self.device, GraphOptimizationLevel::Disable)?;
+        }
         let zeros = vec![0.0f32; c * h * w];
         let outputs = session
             .run(ort::inputs![input.name.as_str() => OrtTensorRef::from_array_view(([1usize, c, h, w], &zeros[..])).map_err(|e| ort_error("dry run input", e))?])
@@ -247,27 +326,48 @@ impl OnnxModel {
             };
             let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
             if dims.first() == Some(&1) && dims.len() >= 2 {
-                shapes.insert(name.to_owned(), dims[1..].to_vec());
+                let tensor = name
+                    .strip_prefix("shiftscope/")
+                    .and_then(|n| n.strip_suffix("/f32"))
+                    .unwrap_or(name);
+                shapes.insert(tensor.to_owned(), dims[1..].to_vec());
             }
         }
         drop(outputs);
+        self.graph
+            .choose_logits(self.output.as_deref(), &shapes, &self.path)?;
         let num_classes = match shapes.get(&self.graph.logits).map(Vec::as_slice) {
             Some([k]) => *k,
-            other => {
-                return Err(PluginError::invalid_argument(format!(
-                    "{}: the first output '{}' has per-image shape {other:?}; a classifier's is [classes]",
-                    self.path.display(),
-                    self.graph.logits
-                )));
-            }
+            _ => return Err(PluginError::failed("the chosen logits lost their shape")),
         };
-        let mut layers = discovery::discover(&self.graph, &shapes);
+        if self.graph.outputs.len() > 1 {
+            self.description.notes.push(format!(
+                "classifier output: '{}' of {} outputs (set `output` in the model config to choose another)",
+                self.graph.logits,
+                self.graph.outputs.len()
+            ));
+        }
+        let mut found = discovery::discover(&self.graph, &shapes);
         if let Some(proto) = self.graph.proto() {
-            let fields = receptive::receptive_fields(proto, &input.name, [h, w], &shapes);
-            for layer in layers.iter_mut().filter(|l| l.kind == LayerKind::Conv) {
-                layer.receptive_field = fields.get(&layer.name).copied();
+            let fed = input.channels_last.as_ref().unwrap_or(&input.name);
+            let fields = receptive::receptive_fields(proto, fed, [h, w], &shapes);
+            for (layer, tensor) in found.iter_mut().filter(|(l, _)| l.kind == LayerKind::Conv) {
+                layer.receptive_field = fields.get(tensor).copied();
             }
         }
+        // `logits` selects the classifier's output in every model.
+        if !found
+            .iter()
+            .any(|(l, _)| l.name == "logits" || l.aliases.iter().any(|a| a == "logits"))
+            && let Some((layer, _)) = found.iter_mut().find(|(_, t)| *t == self.graph.logits)
+        {
+            layer.aliases.push("logits".to_owned());
+        }
+        self.tensors = found
+            .iter()
+            .map(|(layer, tensor)| (layer.name.clone(), tensor.clone()))
+            .collect();
+        let layers: Vec<_> = found.into_iter().map(|(layer, _)| layer).collect();
         if input.shape[0] == Some(1) {
             self.description
                 .notes
@@ -301,6 +401,15 @@ impl OnnxModel {
             .map_err(|e| ort_error(&context, e))?
             .with_optimization_level(level)
             .map_err(|e| ort_error(&context, e))?;
+        if self.graph.external.is_some() {
+            // The model comes from memory: its side files are found in its own folder.
+            builder = builder
+                .with_config_entry(
+                    "session.model_external_initializers_file_folder_path",
+                    self.graph.dir.to_string_lossy(),
+                )
+                .map_err(|e| ort_error(&context, e))?;
+        }
         if let Device::Cuda(id) = device {
             builder = builder
                 .with_execution_providers([ep::CUDA::default()
@@ -342,7 +451,7 @@ impl OnnxModel {
                 .map(ort::value::Outlet::name)
                 .collect();
             for exposed in key {
-                let name = exposed.output_name();
+                let name = self.graph.output_name(exposed);
                 if !present.contains(&name.as_str()) {
                     return Err(PluginError::failed(format!(
                         "{}: output '{name}' is missing from the optimised session (ONNX Runtime's \
@@ -378,14 +487,18 @@ impl OnnxModel {
         Ok(shape[0])
     }
 
-    fn layer_kind(&self, name: &str) -> Result<LayerKind, PluginError> {
-        self.description.layer(name).map(|l| l.kind).ok_or_else(|| {
-            PluginError::not_found(format!(
-                "{}: no layer '{name}' (see `shiftscope layers {}`)",
-                self.path.display(),
-                self.path.display()
-            ))
-        })
+    /// The graph tensor and kind of the layer `name` (its name or an alias).
+    fn layer_tensor(&self, name: &str) -> Result<(String, LayerKind), PluginError> {
+        self.description
+            .layer(name)
+            .and_then(|l| Some((self.tensors.get(&l.name)?.clone(), l.kind)))
+            .ok_or_else(|| {
+                PluginError::not_found(format!(
+                    "{}: no layer '{name}' (see `shiftscope layers {}`)",
+                    self.path.display(),
+                    self.path.display()
+                ))
+            })
     }
 
     /// Runs `input` through the session for `key` and returns the outputs for `names`
@@ -406,7 +519,7 @@ impl OnnxModel {
         let input_name = self.graph.input.name.clone();
         let logits_name = self.graph.logits.clone();
         let path = self.path.display().to_string();
-        let outputs: Vec<String> = key.iter().map(Exposed::output_name).collect();
+        let outputs: Vec<String> = key.iter().map(|e| self.graph.output_name(e)).collect();
         let mut collected: Vec<(Vec<usize>, Vec<f32>)> =
             vec![(Vec::new(), Vec::new()); outputs.len() + 1];
         let session = self.session(key)?;
@@ -472,9 +585,10 @@ impl ModelAdapter for OnnxModel {
         let key = layers
             .iter()
             .map(|name| {
+                let (tensor, kind) = self.layer_tensor(name)?;
                 Ok(Exposed::Pooled {
-                    name: name.clone(),
-                    kind: self.layer_kind(name)?,
+                    name: tensor,
+                    kind,
                     pooling,
                 })
             })
@@ -495,10 +609,7 @@ impl ModelAdapter for OnnxModel {
         }
         let key = layers
             .iter()
-            .map(|name| {
-                self.layer_kind(name)?;
-                Ok(Exposed::Full(name.clone()))
-            })
+            .map(|name| Ok(Exposed::Full(self.layer_tensor(name)?.0)))
             .collect::<Result<SessionKey, PluginError>>()?;
         self.execute(&key, image, layers)
     }
@@ -506,14 +617,22 @@ impl ModelAdapter for OnnxModel {
     fn decision_layer(&mut self) -> Result<DecisionLayer, PluginError> {
         let model = self.graph.model();
         let located = decision::locate(model, &self.graph.logits, &self.path)?;
-        let layer = decision::read(model, &located, &self.path)?;
-        if self.description.layer(&layer.input).is_none() {
+        let mut layer = decision::read(model, &located, &self.path, &self.graph.dir)?;
+        // The features are named as the layer that records them.
+        let Some(name) = self
+            .description
+            .layers
+            .iter()
+            .find(|l| self.tensors.get(&l.name) == Some(&layer.input))
+            .map(|l| l.name.clone())
+        else {
             return Err(PluginError::unsupported(format!(
                 "{}: the classifier's input '{}' is not a recordable layer of this model",
                 self.path.display(),
                 layer.input
             )));
-        }
+        };
+        layer.input = name;
         Ok(layer)
     }
 
@@ -525,8 +644,8 @@ impl ModelAdapter for OnnxModel {
     ) -> Result<(), PluginError> {
         let model = self.graph.model();
         let located = decision::locate(model, &self.graph.logits, &self.path)?;
-        let bytes = decision::edited(model, &located, layer, &self.path)?;
-        decision::write_copy(&bytes, path, &self.path, overwrite)
+        let edited = decision::edited(model, &located, layer, &self.path, &self.graph.dir)?;
+        decision::write_copy(edited, path, &self.path, &self.graph.dir, overwrite)
     }
 }
 
