@@ -837,3 +837,62 @@ fn datasets_lists_and_previews_imagenet_layouts_from_a_config() {
         text(&bad.stderr)
     );
 }
+
+#[test]
+fn a_model_with_external_data_lists_and_records_from_another_folder() {
+    let home = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let models = root.path().join("models");
+    let study_dir = root.path().join("study");
+    let elsewhere = root.path().join("elsewhere");
+    for d in [&models, &study_dir, &elsewhere] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let model = models.join("cnn.onnx");
+    shiftscope_testkit::onnx::copy_with_external_data(&common::model("cnn.onnx"), &model);
+    let in_elsewhere = |args: &[&str]| {
+        Command::new(common::binary())
+            .args(args)
+            .current_dir(&elsewhere)
+            .env("HOME", home.path())
+            .env("SHIFTSCOPE_CACHE", cache_dir())
+            .env_remove("SHIFTSCOPE_PLUGIN_PATH")
+            .env_remove("SHIFTSCOPE_DATA")
+            .output()
+            .expect("run shiftscope")
+    };
+    let out = in_elsewhere(&["layers", "../models/cnn.onnx"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("external data: "), "{stdout}");
+    assert!(
+        stdout.contains("11 candidate layers; 5 selected"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        study_dir.join("study.ron"),
+        r#"(
+    store: "store",
+    model: (path: "../models/cnn.onnx", preprocessing: (resize: Some(16), crop: Some(16))),
+    datasets: [(name: "example-shift/id"), (name: "example-shift/noisy")],
+    plugins: {"example-shift": "(len: 40, seed: 3)"},
+    recording: (batch_size: 16, thumb: 8),
+)"#,
+    )
+    .unwrap();
+    let out = in_elsewhere(&["extract", "../study/study.ron"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = in_elsewhere(&["verify", "../study/store"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Without its side file the model is refused with the file named, whatever the folder.
+    std::fs::remove_file(models.join("cnn.onnx.data")).unwrap();
+    let out = in_elsewhere(&["layers", "../models/cnn.onnx"]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("cnn.onnx.data") && stderr.contains("cannot be read"),
+        "{stderr}"
+    );
+}

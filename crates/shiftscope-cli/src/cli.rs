@@ -330,6 +330,11 @@ pub(crate) struct LayersArgs {
     /// Show only the selected layers.
     #[arg(long)]
     pub(crate) selected_only: bool,
+
+    /// The graph output holding the logits, for a model with several outputs (by default the
+    /// only one, else the one named `logits`).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) output: Option<String>,
 }
 
 #[derive(Debug, Args)]

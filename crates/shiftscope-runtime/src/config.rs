@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use shiftscope_sdk::{ConvPooling, Pooling, TokenPooling};
+use shiftscope_sdk::{ConvPooling, InputSpec, Pooling, TokenPooling};
 use shiftscope_store::{Precision, Role};
 
 use crate::Preprocessing;
@@ -99,9 +99,10 @@ pub struct ModelConfig {
     /// above when given.
     #[serde(default)]
     pub options: Option<String>,
-    /// How images become model inputs.
-    #[serde(default)]
-    pub preprocessing: Preprocessing,
+    /// How images become model inputs; when absent, the default for the model's input size
+    /// ([`Preprocessing::for_input`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocessing: Option<Preprocessing>,
     /// Layer selectors (see `shiftscope layers --help`); the default selection when empty.
     #[serde(default)]
     pub layers: Vec<String>,
@@ -306,10 +307,18 @@ impl ModelConfig {
             threads: None,
             ort_lib: None,
             options: None,
-            preprocessing,
+            preprocessing: Some(preprocessing),
             layers: Vec::new(),
             pooling: PoolingConfig::default(),
         }
+    }
+
+    /// The preprocessing for a model whose input is `input`: the declared one, else the
+    /// default for the input's size.
+    pub fn preprocessing_for(&self, input: Option<&InputSpec>) -> Preprocessing {
+        self.preprocessing
+            .clone()
+            .unwrap_or_else(|| Preprocessing::for_input(input))
     }
 
     /// The adapter's config text.
@@ -323,13 +332,22 @@ impl ModelConfig {
             device: Device,
             threads: Option<usize>,
             ort_lib: Option<&'a Path>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            input_size: Option<[usize; 2]>,
         }
         let model = self.path.as_deref().unwrap_or(Path::new(""));
+        // A model of symbolic input size runs at the declared crop.
+        let input_size = self
+            .preprocessing
+            .as_ref()
+            .and_then(|p| p.crop)
+            .map(|c| [c as usize; 2]);
         ron::to_string(&OnnxConfig {
             model,
             device: self.device,
             threads: self.threads,
             ort_lib: self.ort_lib.as_deref(),
+            input_size,
         })
         .map_err(|e| format!("writing the adapter config: {e}"))
     }

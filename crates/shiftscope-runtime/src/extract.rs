@@ -410,7 +410,7 @@ fn manifest_for(
                 .unwrap_or_default(),
             sha256,
             adapter: config.model.adapter.clone(),
-            preprocessing: serde_json::to_value(&config.model.preprocessing)
+            preprocessing: serde_json::to_value(config.model.preprocessing_for(None))
                 .map_err(|e| ExtractError::Study(format!("preprocessing: {e}")))?,
             input_shape: description
                 .inputs
@@ -521,6 +521,11 @@ pub fn extract(
     let adapter_config = config.adapter_config().map_err(ExtractError::Study)?;
     let mut model = registry.create_model(&config.model.adapter, &adapter_config)?;
     let description = model.describe()?;
+    // The study's preprocessing, or the default for the model's input size: what the
+    // manifest records and every reader applies.
+    let mut resolved = config.clone();
+    resolved.model.preprocessing = Some(config.model.preprocessing_for(description.inputs.first()));
+    let config = &resolved;
     let layers = select_layers(&description, &config.model.layers)?;
     let pooling = config.model.pooling.to_pooling();
 
@@ -579,9 +584,8 @@ pub fn extract(
         }
         _ => None,
     };
-    config
-        .model
-        .preprocessing
+    let preprocessing = config.model.preprocessing_for(Some(input));
+    preprocessing
         .check_model_input(input, first_size)
         .map_err(|e| ExtractError::Study(e.to_string()))?;
 
@@ -665,7 +669,7 @@ pub fn extract(
             &layers,
             pooling,
             dataset.as_ref(),
-            &config.model.preprocessing,
+            &preprocessing,
             config,
             classes,
             writer,

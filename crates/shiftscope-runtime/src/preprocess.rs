@@ -145,6 +145,61 @@ impl Preprocessing {
         }
     }
 
+    /// The preprocessing a model gets when its study declares none, from its input
+    /// `[N, C, H, W]`: ImageNet's for 224 × 224 and for symbolic sizes; for another fixed
+    /// square size S, torchvision's evaluation rule (resize to round(S / 0.875), centre crop
+    /// S: 342 / 299 for Inception-v3); for one channel, the ITU-R 601 luminance of colour
+    /// images, normalised with ImageNet's statistics weighted the same way.
+    pub fn for_input(input: Option<&InputSpec>) -> Preprocessing {
+        let mut p = Preprocessing::imagenet();
+        let Some(&[_, c, h, w]) = input.map(|i| i.shape.as_slice()) else {
+            return p;
+        };
+        // A non-square input gets no default: the check before extraction asks for one.
+        if let (Some(h), Some(w)) = (h, w)
+            && h == w
+            && h != 224
+            && let Ok(side) = u32::try_from(h)
+        {
+            p.resize = Some((f64::from(side) / 0.875).round() as u32);
+            p.crop = Some(side);
+        }
+        if c == Some(1) {
+            let luma = |v: [f32; 3]| 0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2];
+            p.channels = Channels::Grey;
+            p.mean = [luma(p.mean); 3];
+            p.std = [luma(p.std); 3];
+        }
+        p
+    }
+
+    /// One line for people: what this preprocessing does.
+    pub fn describe(&self) -> String {
+        let mut steps = Vec::new();
+        if let Some(r) = self.resize {
+            steps.push(format!("resize {r}"));
+        }
+        if let Some(c) = self.crop {
+            steps.push(format!("centre crop {c}"));
+        }
+        steps.push(match self.channels {
+            Channels::Rgb => "RGB".to_owned(),
+            Channels::Bgr => "BGR".to_owned(),
+            Channels::Grey => "grey (ITU-R 601 luminance of colour images)".to_owned(),
+        });
+        steps.push(match self.range {
+            ValueRange::Unit => "[0, 1]".to_owned(),
+            ValueRange::Byte => "[0, 255]".to_owned(),
+        });
+        let n = self.channels.count();
+        steps.push(format!(
+            "mean {:?}, std {:?}",
+            &self.mean[..n],
+            &self.std[..n]
+        ));
+        steps.join(", ")
+    }
+
     fn validate(&self) -> Result<(), PreprocessError> {
         if self.resize == Some(0) || self.crop == Some(0) {
             return Err(PreprocessError::Invalid(
@@ -308,6 +363,38 @@ impl Preprocessing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn defaults_follow_the_model_input() {
+        let spec = |shape: [Option<usize>; 4]| InputSpec {
+            name: "x".into(),
+            shape: shape.to_vec(),
+        };
+        let imagenet = Preprocessing::imagenet();
+        assert_eq!(Preprocessing::for_input(None), imagenet);
+        let at = |c, h, w| Preprocessing::for_input(Some(&spec([None, Some(c), h, w])));
+        assert_eq!(at(3, Some(224), Some(224)), imagenet);
+        assert_eq!(at(3, None, None), imagenet, "symbolic sizes take 224");
+        let inception = at(3, Some(299), Some(299));
+        assert_eq!((inception.resize, inception.crop), (Some(342), Some(299)));
+        inception
+            .check_model_input(&spec([None, Some(3), Some(299), Some(299)]), None)
+            .unwrap();
+        let small = at(3, Some(32), Some(32));
+        assert_eq!((small.resize, small.crop), (Some(37), Some(32)));
+        let grey = at(1, Some(28), Some(28));
+        assert_eq!(grey.channels, Channels::Grey);
+        assert!((grey.mean[0] - 0.4589).abs() < 1e-3, "{:?}", grey.mean);
+        assert!(
+            grey.describe().contains("grey (ITU-R 601"),
+            "{}",
+            grey.describe()
+        );
+        assert_eq!(
+            imagenet.describe(),
+            "resize 256, centre crop 224, RGB, [0, 1], mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225]"
+        );
+    }
 
     fn sample(width: u32, height: u32, f: impl Fn(u32, u32, usize) -> u8) -> Sample {
         let mut pixels = Vec::new();

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 use shiftscope_onnx::{Config, Device};
+use shiftscope_runtime::Preprocessing;
 use shiftscope_sdk::{ModelAdapter, select_layers};
 
 use crate::builtins::registry;
@@ -26,6 +27,7 @@ pub(crate) fn run(cli: &Cli, args: &LayersArgs) -> anyhow::Result<()> {
     let mut config = Config::for_model(&args.model);
     config.device = parse_device(&args.device)?;
     config.ort_lib.clone_from(&args.ort_lib);
+    config.output.clone_from(&args.output);
     let registry = registry(&shiftscope_host::SearchPath::standard(&cli.plugin_paths))?;
     let mut model = registry
         .create_model(shiftscope_onnx::NAME, &config.to_ron()?)
@@ -56,9 +58,15 @@ pub(crate) fn run(cli: &Cli, args: &LayersArgs) -> anyhow::Result<()> {
     for note in &description.notes {
         writeln!(out, "  {note}")?;
     }
+    let preprocessing = Preprocessing::for_input(description.inputs.first());
+    writeln!(
+        out,
+        "  default preprocessing (when a study declares none): {}",
+        preprocessing.describe()
+    )?;
     writeln!(out)?;
 
-    let rows: Vec<[String; 6]> = description
+    let rows: Vec<[String; 7]> = description
         .layers
         .iter()
         .filter(|l| !args.selected_only || selected.contains(&l.name))
@@ -75,12 +83,21 @@ pub(crate) fn run(cli: &Cli, args: &LayersArgs) -> anyhow::Result<()> {
                 } else {
                     String::new()
                 },
+                l.aliases.join(", "),
             ]
         })
         .collect();
     write_table(
         &mut out,
-        ["NAME", "OP", "KIND", "SHAPE", "NEURONS", "SELECTED"],
+        [
+            "NAME",
+            "OP",
+            "KIND",
+            "SHAPE",
+            "NEURONS",
+            "SELECTED",
+            "ALSO SELECTED BY",
+        ],
         &rows,
     )?;
     let neurons: usize = description
