@@ -4,7 +4,8 @@
 //! Kinds come from the per-image shape seen in a dry run: `[C, H, W]` conv, `[T, D]` tokens,
 //! `[D]` dense, and the graph's first output is the logits. The default selection follows
 //! the design: for CNNs the output of every non-linearity after a convolution, a linear layer
-//! or a residual addition, the global pool, and the logits; for transformers every block's
+//! or a residual addition (the latter a block's output, role `block`), the global pool, and
+//! the logits; for transformers every block's
 //! residual-stream output, every MLP hidden activation, the final norm, the classifier's
 //! input (the CLS embedding) and the logits.
 
@@ -251,8 +252,17 @@ pub(crate) fn discover(
     for (i, node) in graph.nodes.iter().enumerate() {
         let op = node.op.as_str();
         for output in &node.outputs {
+            let after_residual = ACTIVATIONS.contains(&op)
+                && node
+                    .inputs
+                    .first()
+                    .and_then(|input| graph.producer_op(input))
+                    .is_some_and(|p| matches!(p, "Add" | "Sum"));
             let (role, default) = if *output == graph.logits {
                 ("logits", true)
+            } else if after_residual {
+                // A residual CNN block's output (ResNet's relu after the skip's Add).
+                ("block", true)
             } else if (ACTIVATIONS.contains(&op)
                 && node
                     .inputs

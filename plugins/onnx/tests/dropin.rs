@@ -20,7 +20,8 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn cnn() -> ModelProto {
-    ModelProto::parse_from_bytes(&std::fs::read(fixture("cnn.onnx")).unwrap()).unwrap()
+    let bytes = std::fs::read(fixture("cnn.onnx")).expect("the fixture CNN");
+    ModelProto::parse_from_bytes(&bytes).expect("an ONNX model")
 }
 
 fn batch(n: usize, seed: u64) -> Tensor {
@@ -31,19 +32,22 @@ fn batch(n: usize, seed: u64) -> Tensor {
             .map(|_| rng.uniform(-1.0, 1.0))
             .collect(),
     )
-    .unwrap()
+    .expect("batch tensor")
 }
 
 fn save(model: &ModelProto, path: &Path) {
-    std::fs::write(path, model.write_to_bytes().unwrap()).unwrap();
+    let bytes = model.write_to_bytes().expect("encode the model");
+    std::fs::write(path, bytes).expect("write the model");
 }
 
 use shiftscope_testkit::onnx::save_with_external_data;
 
 fn everything(model: &mut OnnxModel, input: &Tensor) -> ActivationSet {
-    let d = model.describe().unwrap();
+    let d = model.describe().expect("describe");
     let names: Vec<String> = d.layers.iter().map(|l| l.name.clone()).collect();
-    model.run(input.view(), &names, Pooling::default()).unwrap()
+    model
+        .run(input.view(), &names, Pooling::default())
+        .expect("run every layer")
 }
 
 fn assert_same(got: &ActivationSet, want: &ActivationSet, tol: f32) {

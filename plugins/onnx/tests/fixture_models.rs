@@ -67,6 +67,11 @@ fn cnn_layers_kinds_and_default_selection() {
             "logits"
         ]
     );
+    assert_eq!(
+        select_layers(&d, &["blocks".to_owned()]).unwrap(),
+        ["block1_relu"],
+        "a residual block's output is a block"
+    );
     assert_eq!(d.num_classes, 10);
     assert_eq!(d.class_names[3], "c3");
     assert_eq!(d.inputs[0].shape, vec![None, Some(3), Some(16), Some(16)]);
