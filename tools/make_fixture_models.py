@@ -5,6 +5,7 @@ Writes two hand-built models into tests/fixtures/models/:
 
   cnn.onnx  a small residual CNN: three 3x3 convolutions with a skip
             connection, global average pooling and a linear head.
+  cnn_qdq.onnx  cnn.onnx quantised to int8 (QDQ) by onnxruntime's quantiser.
   vit.onnx  a tiny vision transformer: 4x4 patch embedding, a learned CLS
             token, positional embedding, two pre-norm single-head
             transformer blocks (GELU written with Erf) and a linear head on
@@ -310,6 +311,31 @@ def main():
         # Separate generator, so the weights do not depend on whether
         # onnxruntime is installed.
         run_with_onnxruntime(path, np.random.default_rng(SEED + 1))
+    make_cnn_qdq(OUT_DIR / "cnn.onnx", OUT_DIR / "cnn_qdq.onnx")
+
+
+def make_cnn_qdq(source, path):
+    """cnn.onnx quantised to int8 the way ONNX Runtime's quantiser writes QDQ models
+    (uint8 activations, int8 weights, QuantizeLinear/DequantizeLinear pairs around every
+    op; the quantiser folds each Relu into the range of the op before it), calibrated
+    on 8 fixed random images."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat,
+                                          QuantType, quantize_static)
+
+    class Images(CalibrationDataReader):
+        def __init__(self):
+            self.rng = np.random.default_rng(SEED + 2)
+            self.left = 8
+
+        def get_next(self):
+            if self.left == 0:
+                return None
+            self.left -= 1
+            return {"image": self.rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)}
+
+    quantize_static(str(source), str(path), Images(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    print(f"wrote {path.relative_to(REPO_ROOT)} ({path.stat().st_size} bytes)")
 
 
 if __name__ == "__main__":

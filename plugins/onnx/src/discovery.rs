@@ -59,7 +59,67 @@ const HEAD_PATH: [&str; 8] = [
     "Dropout",
 ];
 
+/// The quantisation pair of a QDQ model (ONNX Runtime's quantiser writes `x → Q → DQ`).
+const QUANT: [&str; 2] = ["QuantizeLinear", "DequantizeLinear"];
+
 impl Graph {
+    /// `tensor` with any quantise/dequantise (or float16 Cast) pair before it walked back to
+    /// the float tensor it carries.
+    pub(crate) fn unquantised<'a>(&'a self, tensor: &'a str) -> &'a str {
+        let mut current = tensor;
+        for _ in 0..4 {
+            match self.producer.get(current).map(|&i| &self.nodes[i]) {
+                Some(node) if QUANT.contains(&node.op.as_str()) || node.op == "Cast" => {
+                    match node.inputs.first() {
+                        Some(input) => current = input,
+                        None => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+        current
+    }
+
+    /// In a QDQ model, the dequantised copy of `tensor` (`tensor → Q → DQ`): the values the
+    /// next layer reads, and what is recorded for it.
+    pub(crate) fn dequantised(&self, tensor: &str) -> Option<String> {
+        let follow = |t: &str, op: &str| -> Option<String> {
+            self.consumers.get(t)?.iter().find_map(|&u| {
+                let node = &self.nodes[u];
+                (node.op == op)
+                    .then(|| node.outputs.first().cloned())
+                    .flatten()
+            })
+        };
+        follow(&follow(tensor, "QuantizeLinear")?, "DequantizeLinear")
+    }
+
+    /// Whether `tensor` (past a Q → DQ pair) goes into a non-linearity.
+    fn feeds_nonlinearity(&self, tensor: &str) -> bool {
+        let read = self
+            .dequantised(tensor)
+            .unwrap_or_else(|| tensor.to_owned());
+        self.consumers.get(&read).is_some_and(|users| {
+            users
+                .iter()
+                .any(|&u| ACTIVATIONS.contains(&self.nodes[u].op.as_str()))
+        })
+    }
+
+    /// Whether every reader of `tensor` (past a Q → DQ pair) is a residual Add: the end of a
+    /// block's branch, no layer of its own.
+    fn feeds_only_residual(&self, tensor: &str) -> bool {
+        let read = self
+            .dequantised(tensor)
+            .unwrap_or_else(|| tensor.to_owned());
+        self.consumers.get(&read).is_some_and(|users| {
+            users
+                .iter()
+                .all(|&u| matches!(self.nodes[u].op.as_str(), "Add" | "Sum"))
+        })
+    }
+
     fn producer_op(&self, tensor: &str) -> Option<&str> {
         self.producer
             .get(tensor)
@@ -77,7 +137,7 @@ impl Graph {
             if LINEAR.contains(&node.op.as_str()) {
                 return true;
             }
-            if !TRANSPARENT.contains(&node.op.as_str()) {
+            if !TRANSPARENT.contains(&node.op.as_str()) && !QUANT.contains(&node.op.as_str()) {
                 return false;
             }
             match node.inputs.first() {
@@ -169,13 +229,9 @@ impl Graph {
             return Vec::new();
         };
         let mut head = head;
-        // A float16 model's float32 output: the head is behind the Cast.
-        if self.nodes[head].op == "Cast"
-            && let Some(&inner) = self.nodes[head]
-                .inputs
-                .first()
-                .and_then(|i| self.producer.get(i))
-        {
+        // A float16 model's float32 output, or a QDQ model's dequantised one: the head is
+        // behind the Cast or the Q → DQ pair.
+        if let Some(&inner) = self.producer.get(self.unquantised(&self.logits)) {
             head = inner;
         }
         // A head written as MatMul + Add(bias): the features are the MatMul's input.
@@ -192,6 +248,7 @@ impl Graph {
         let mut current = self.nodes[head].inputs.first().cloned();
         for _ in 0..6 {
             let Some(tensor) = current else { break };
+            let tensor = self.unquantised(&tensor).to_owned();
             found.push(tensor.clone());
             match self.producer.get(&tensor) {
                 Some(&p) if HEAD_PATH.contains(&self.nodes[p].op.as_str()) => {
@@ -256,13 +313,24 @@ pub(crate) fn discover(
                 && node
                     .inputs
                     .first()
-                    .and_then(|input| graph.producer_op(input))
+                    .and_then(|input| graph.producer_op(graph.unquantised(input)))
                     .is_some_and(|p| matches!(p, "Add" | "Sum"));
+            // A QDQ model whose quantiser folded the ReLU into the output range: the
+            // quantised output of a linear layer or residual Add is the layer.
+            let dequantised = graph.dequantised(output);
+            let quantised_layer = matches!(op, "Conv" | "Gemm" | "MatMul" | "Add")
+                && dequantised
+                    .as_ref()
+                    .is_some_and(|d| !graph.outputs.contains(d))
+                && !graph.feeds_nonlinearity(output)
+                && (op == "Add" || !graph.feeds_only_residual(output));
             let (role, default) = if *output == graph.logits {
                 ("logits", true)
-            } else if after_residual {
+            } else if after_residual || (quantised_layer && op == "Add") {
                 // A residual CNN block's output (ResNet's relu after the skip's Add).
                 ("block", true)
+            } else if quantised_layer && head_inputs.first() != Some(output) {
+                ("activation", true)
             } else if (ACTIVATIONS.contains(&op)
                 && node
                     .inputs

@@ -216,7 +216,9 @@ impl Graph {
     /// The tensors worth recording: float node outputs other than constants and shape
     /// arithmetic (the dry run confirms dtype and rank).
     pub(crate) fn candidate_tensors(&self) -> Vec<(String, String)> {
-        const SKIP: [&str; 12] = [
+        const SKIP: [&str; 14] = [
+            "QuantizeLinear",
+            "DequantizeLinear",
             "Constant",
             "ConstantOfShape",
             "Shape",

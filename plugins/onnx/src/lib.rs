@@ -363,10 +363,25 @@ impl OnnxModel {
         {
             layer.aliases.push("logits".to_owned());
         }
+        // A QDQ model's layers are read after their dequantisation: the values the next layer
+        // computes with.
+        let mut quantised = 0;
         self.tensors = found
             .iter()
-            .map(|(layer, tensor)| (layer.name.clone(), tensor.clone()))
+            .map(|(layer, tensor)| {
+                let read = self
+                    .graph
+                    .dequantised(tensor)
+                    .unwrap_or_else(|| tensor.clone());
+                quantised += usize::from(read != *tensor);
+                (layer.name.clone(), read)
+            })
             .collect();
+        if quantised > 0 {
+            self.description.notes.push(format!(
+                "{quantised} layers are quantised (QDQ): recorded as dequantised after their QuantizeLinear"
+            ));
+        }
         let layers: Vec<_> = found.into_iter().map(|(layer, _)| layer).collect();
         if input.shape[0] == Some(1) {
             self.description

@@ -438,3 +438,34 @@ fn inputs_that_are_no_single_image_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn int8_qdq_models_record_their_dequantised_activations() {
+    // `cnn.onnx` through ONNX Runtime's quantiser (tools/make_fixture_models.py): every Relu
+    // folded into the quantisation range of the op before it.
+    let mut model = OnnxModel::from_path(&fixture("cnn_qdq.onnx")).unwrap();
+    let d = model.describe().unwrap();
+    assert!(
+        d.notes.iter().any(|n| n.contains("quantised (QDQ)")),
+        "{:?}",
+        d.notes
+    );
+    let mut plain = OnnxModel::from_path(&fixture("cnn.onnx")).unwrap();
+    let names = select_layers(&d, &[]).unwrap();
+    assert_eq!(
+        names,
+        select_layers(&plain.describe().unwrap(), &[]).unwrap()
+    );
+    let x = batch(4, 8);
+    let got = model.run(x.view(), &names, Pooling::default()).unwrap();
+    let want = plain.run(x.view(), &names, Pooling::default()).unwrap();
+    // uint8 activations: a step is 1/255 of a layer's calibrated range.
+    assert_same(&got, &want, 0.05);
+    // Not the float tensor before quantisation: the values are on the uint8 grid.
+    assert!(
+        got.layers
+            .iter()
+            .zip(&want.layers)
+            .any(|(g, w)| g.tensor != w.tensor)
+    );
+}
