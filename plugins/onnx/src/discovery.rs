@@ -341,7 +341,14 @@ pub(crate) fn discover(
                 ("activation", true)
             } else if graph.residual_branch_is_mlp(i) == Some(true) {
                 ("block", true)
-            } else if matches!(op, "GlobalAveragePool" | "GlobalMaxPool") {
+            } else if matches!(op, "GlobalAveragePool" | "GlobalMaxPool")
+                || (matches!(op, "ReduceMean" | "ReduceMax")
+                    && shapes
+                        .get(output)
+                        .is_some_and(|s| matches!(s[..], [_, 1, 1])))
+            {
+                // A global pool, as the legacy exporter writes it or as a spatial
+                // ReduceMean with kept dimensions (the dynamo exporter's AdaptiveAvgPool2d).
                 // Selected unless the head reads a flattened copy, which is selected instead.
                 let flattened = head_inputs.iter().any(|h| {
                     h != output

@@ -36,20 +36,43 @@ pub(crate) fn module_chain(node: &NodeProto) -> Option<Vec<String>> {
             .unwrap_or_default();
         return Some(inner.iter().filter(|s| !s.is_empty()).cloned().collect());
     }
-    let name = node.name.strip_prefix('/')?;
+    scoped_chain(&node.name)
+}
+
+/// The module paths in a legacy exporter's scoped name (`/layer1/layer1.0/relu_1/Relu`, or
+/// a tensor's `/layer1/layer1.0/relu_1/Relu_output_0`).
+fn scoped_chain(name: &str) -> Option<Vec<String>> {
+    let name = name.strip_prefix('/')?;
     let components: Vec<&str> = name.split('/').collect();
     let (_, scopes) = components.split_last()?;
     let mut chain: Vec<String> = Vec::new();
     for component in scopes.iter().filter(|c| !c.is_empty()) {
         let path = match chain.last() {
-            // `/layer1/layer1.0/...`: a container's child carries the container's path.
-            Some(outer) if component.starts_with(&format!("{outer}.")) => (*component).to_owned(),
-            Some(outer) => format!("{outer}.{component}"),
+            Some(outer) => join_scope(outer, component),
             None => (*component).to_owned(),
         };
         chain.push(path);
     }
     Some(chain)
+}
+
+/// The module path of legacy scope part `component` inside the module at `outer`. A numbered
+/// child's part repeats the names back to its nearest named ancestor
+/// (`/layer1/layer1.0/...`, `/features.1/block/block.0/block.0.2/...`): the longest run of
+/// `component`'s leading names that ends `outer` is dropped.
+fn join_scope(outer: &str, component: &str) -> String {
+    let outer_parts: Vec<&str> = outer.split('.').collect();
+    let parts: Vec<&str> = component.split('.').collect();
+    let overlap = (1..parts.len())
+        .rev()
+        .find(|&k| k <= outer_parts.len() && parts[..k] == outer_parts[outer_parts.len() - k..])
+        .unwrap_or(0);
+    let mut path = outer.to_owned();
+    for part in &parts[overlap..] {
+        path.push('.');
+        path.push_str(part);
+    }
+    path
 }
 
 /// Parses a Python list of strings as `repr` writes it (`['', 'a.b', "it's"]`).
@@ -111,14 +134,44 @@ pub(crate) fn layer_names(nodes: &[NodeProto], outputs: &[String]) -> HashMap<St
     let mut wanted: Vec<(String, String, Vec<String>, bool, bool)> = Vec::new();
     let mut op_counts: HashMap<String, usize> = HashMap::new();
     for (i, node) in nodes.iter().enumerate() {
-        let Some(chain) = &chains[i] else { continue };
+        let Some(node_chain) = &chains[i] else {
+            continue;
+        };
+        // A QDQ model's quantised copies are no layers: the float tensor names the layer.
+        if matches!(node.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear") {
+            continue;
+        }
         for tensor in node.output.iter().filter(|s| !s.is_empty()) {
-            let users = consumers
-                .get(tensor.as_str())
-                .map_or(&[][..], Vec::as_slice);
+            // A legacy tensor name keeps the scope of the op that first made it, where a
+            // rewrite (ONNX Runtime's quantiser folding a Relu into the Conv before it) has
+            // given the tensor to another node.
+            let own = tensor
+                .contains("_output_")
+                .then(|| scoped_chain(tensor))
+                .flatten();
+            let chain = own.as_ref().unwrap_or(node_chain);
+            // Who reads the tensor, looking through quantise/dequantise pairs (a QDQ model's
+            // Q and DQ nodes sit in the scope of the tensor they carry).
+            let mut users: Vec<usize> = Vec::new();
+            let mut frontier: Vec<(&str, usize)> = vec![(tensor.as_str(), 0)];
+            let mut through_quant_to_output = false;
+            while let Some((t, depth)) = frontier.pop() {
+                for &u in consumers.get(t).map_or(&[][..], Vec::as_slice) {
+                    let op = nodes[u].op_type.as_str();
+                    if depth < 4 && matches!(op, "QuantizeLinear" | "DequantizeLinear") {
+                        for out in &nodes[u].output {
+                            through_quant_to_output |= outputs.contains(out);
+                            frontier.push((out.as_str(), depth + 1));
+                        }
+                    } else {
+                        users.push(u);
+                    }
+                }
+            }
             let known: Vec<&Vec<String>> =
                 users.iter().filter_map(|&u| chains[u].as_ref()).collect();
-            let leaves_everything = outputs.contains(tensor) || known.len() < users.len();
+            let leaves_everything =
+                outputs.contains(tensor) || through_quant_to_output || known.len() < users.len();
             // The scopes this tensor leaves: some consumer runs outside them.
             let left: Vec<String> = chain
                 .iter()
@@ -283,6 +336,27 @@ mod tests {
             Vec::<String>::new()
         );
         assert!(module_chain(&node("Relu", "conv1_relu", &[], "x")).is_none());
+        // Numbered children below the top level (MobileNetV3's blocks), and a wrapper.
+        let n = node(
+            "Relu",
+            "/features/features.1/block/block.0/block.0.2/Relu",
+            &[],
+            "x",
+        );
+        assert_eq!(
+            module_chain(&n).unwrap().last().unwrap(),
+            "features.1.block.0.2"
+        );
+        let n = node("Relu", "/model/layer1/layer1.0/relu/Relu", &[], "x");
+        assert_eq!(
+            module_chain(&n).unwrap(),
+            [
+                "model",
+                "model.layer1",
+                "model.layer1.0",
+                "model.layer1.0.relu"
+            ]
+        );
     }
 
     /// A ResNet basic block, `relu(bn2(conv2(relu(bn1(conv1 x)))) + x)`, as both exporters
@@ -386,6 +460,23 @@ mod tests {
             )]
         );
         assert_eq!(d["relu_2"].aliases, ["layer1.0", "layer1", "relu_2"]);
+    }
+
+    #[test]
+    fn a_rewritten_graph_keeps_the_names_its_tensors_had() {
+        // ONNX Runtime's quantiser removed the Relu; the Conv now writes the Relu's tensor.
+        let nodes = [
+            node("Conv", "/conv1/Conv", &["x"], "/relu/Relu_output_0"),
+            node(
+                "MaxPool",
+                "/maxpool/MaxPool",
+                &["/relu/Relu_output_0"],
+                "/maxpool/MaxPool_output_0",
+            ),
+        ];
+        let names = layer_names(&nodes, &["/maxpool/MaxPool_output_0".to_owned()]);
+        assert_eq!(names["/relu/Relu_output_0"].name, "relu");
+        assert_eq!(names["/maxpool/MaxPool_output_0"].name, "maxpool");
     }
 
     #[test]
