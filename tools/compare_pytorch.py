@@ -415,7 +415,10 @@ class Row:
 def compare(recorded, scopes, ref):
     rows = []
     for entry, values in recorded:
-        mapping = map_tensor(entry["name"], scopes, ref)
+        # The mapping reads the legacy exporter's scoped tensor name, which the adapter keeps
+        # as an alias of a layer it names by module path.
+        tensor = next((a for a in entry.get("aliases", []) if a.startswith("/")), entry["name"])
+        mapping = map_tensor(tensor, scopes, ref)
         if mapping.skipped:
             rows.append(Row(entry["name"], entry["kind"], mapping.skipped, status="skip"))
             continue
