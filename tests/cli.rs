@@ -886,8 +886,20 @@ fn a_model_with_external_data_lists_and_records_from_another_folder() {
     let out = in_elsewhere(&["verify", "../study/store"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
+    // Other weights in the side file make another model, though the .onnx is the same file.
+    let side = models.join("cnn.onnx.data");
+    let mut weights = std::fs::read(&side).unwrap();
+    weights[0] ^= 0x40;
+    std::fs::write(&side, &weights).unwrap();
+    let out = in_elsewhere(&["extract", "../study/study.ron"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("another model"),
+        "{stderr}"
+    );
+
     // Without its side file the model is refused with the file named, whatever the folder.
-    std::fs::remove_file(models.join("cnn.onnx.data")).unwrap();
+    std::fs::remove_file(&side).unwrap();
     let out = in_elsewhere(&["layers", "../models/cnn.onnx"]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());

@@ -62,7 +62,8 @@ pub const ABI_MAJOR: u32 = 1;
 ///
 /// 1.1: the model adapter's `decision_layer` and `export_with_decision_layer` slots, and the
 /// description's per-layer [`ModelDescriptionView::receptive_fields`].
-/// 1.2: the description's per-layer [`ModelDescriptionView::layer_aliases`].
+/// 1.2: the description's per-layer [`ModelDescriptionView::layer_aliases`] and its
+/// [`ModelDescriptionView::data_files`].
 pub const ABI_MINOR: u32 = 2;
 /// The size in bytes of [`ModelAdapterTable`] in ABI 1.0: its fields up to `outstanding`.
 /// A host accepts a table of at least this size and treats the slots appended since as absent.
@@ -370,6 +371,10 @@ pub struct ModelDescriptionView {
     /// selected by (the tensor name behind a module path, say), or null when the adapter
     /// gives none. Read only when `size` covers this field.
     pub layer_aliases: *const StrListView,
+    /// ABI minor 2: the files besides the model file that the model reads (its weights' side
+    /// files), as absolute paths; part of the model's identity. Read only when `size` covers
+    /// this field.
+    pub data_files: StrListView,
 }
 
 /// Where a spatial layer's neurons look in the model input, per axis (height, width): the

@@ -116,6 +116,7 @@ impl ModelAdapter for Tiny {
             class_names: vec!["red".into(), "bright".into()],
             num_classes: 2,
             notes: vec![],
+            data_files: vec![],
         })
     }
 

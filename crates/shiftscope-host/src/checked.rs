@@ -411,6 +411,7 @@ mod receptive_field_tests {
             class_names: vec![],
             num_classes: 2,
             notes: vec![],
+            data_files: vec![],
         }
     }
 

@@ -386,6 +386,27 @@ fn record_dataset(
     Ok((writer, rows - first, progress.rate()))
 }
 
+/// The model's identity in a manifest: the SHA-256 of its file, or, for a model whose weights
+/// are in side files, the SHA-256 of the file's hash and each side file's name and hash (two
+/// exports with one graph and other weights are other models).
+fn model_identity(path: &Path, data_files: &[String]) -> Result<String, ExtractError> {
+    let model = shiftscope_store::sha256_file(path)?;
+    if data_files.is_empty() {
+        return Ok(model);
+    }
+    let mut text = model;
+    for file in data_files {
+        let file = Path::new(file);
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+        text.push_str(&format!(
+            "\n{}:{}",
+            name.unwrap_or_default(),
+            shiftscope_store::sha256_file(file)?
+        ));
+    }
+    Ok(shiftscope_store::sha256_bytes(text.as_bytes()))
+}
+
 fn manifest_for(
     config: &StudyConfig,
     description: &ModelDescription,
@@ -394,7 +415,7 @@ fn manifest_for(
 ) -> Result<Manifest, ExtractError> {
     let pooling = config.model.pooling;
     let sha256 = match &config.model.path {
-        Some(path) => shiftscope_store::sha256_file(path)?,
+        Some(path) => model_identity(path, &description.data_files)?,
         None => String::new(),
     };
     Ok(Manifest {
@@ -526,7 +547,7 @@ pub fn extract(
     let mut resolved = config.clone();
     resolved.model.preprocessing = Some(config.model.preprocessing_for(description.inputs.first()));
     let config = &resolved;
-    let layers = select_layers(&description, &config.model.layers)?;
+    let mut layers = select_layers(&description, &config.model.layers)?;
     let pooling = config.model.pooling.to_pooling();
 
     // Open every dataset first: a wrong name fails before any work.
@@ -606,15 +627,22 @@ pub fn extract(
     let mut store = if store_path.join("manifest.json").exists() {
         let store = StoreWriter::open(&store_path)?;
         let have = store.manifest();
-        let have_layers: HashSet<(&str, usize)> = have
+        // A store may name its layers by another name of the same layer (an ONNX tensor
+        // name, from before layers were named by module path): the same layers all the same.
+        let canonical = |name: &str| {
+            description
+                .layer(name)
+                .map_or_else(|| name.to_owned(), |l| l.name.clone())
+        };
+        let have_layers: HashSet<(String, usize)> = have
             .layers
             .iter()
-            .map(|l| (l.name.as_str(), l.neurons))
+            .map(|l| (canonical(&l.name), l.neurons))
             .collect();
-        let want_layers: HashSet<(&str, usize)> = wanted
+        let want_layers: HashSet<(String, usize)> = wanted
             .layers
             .iter()
-            .map(|l| (l.name.as_str(), l.neurons))
+            .map(|l| (l.name.clone(), l.neurons))
             .collect();
         if have.model.sha256 != wanted.model.sha256
             || have_layers != want_layers
@@ -628,6 +656,8 @@ pub fn extract(
                 store_path.display()
             )));
         }
+        // Record under the names the store has.
+        layers = have.layers.iter().map(|l| l.name.clone()).collect();
         store
     } else {
         StoreWriter::create(&store_path, wanted)?

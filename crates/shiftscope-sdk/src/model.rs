@@ -118,10 +118,12 @@ pub struct ModelDescription {
     pub num_classes: usize,
     /// Lines for people about how the model runs (runtime library, device, batching).
     pub notes: Vec<String>,
+    /// Files besides the model file that the model reads (an ONNX model's external data),
+    /// absolute: what a store's model identity covers with the model file.
+    pub data_files: Vec<String>,
 }
 
 impl ModelDescription {
-    /// The layer called `name`.
     /// The layer called `name`, by its name or else by one of its aliases.
     pub fn layer(&self, name: &str) -> Option<&LayerInfo> {
         self.layers.iter().find(|l| l.name == name).or_else(|| {

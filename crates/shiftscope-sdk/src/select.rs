@@ -152,6 +152,7 @@ mod tests {
             class_names: vec![],
             num_classes: 4,
             notes: vec![],
+            data_files: vec![],
         }
     }
 

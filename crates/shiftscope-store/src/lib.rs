@@ -22,5 +22,5 @@ pub use manifest::{
     DatasetEntry, LayerEntry, Manifest, ModelEntry, Part, Precision, Role, SCHEMA_VERSION, Shard,
 };
 pub use merge::merge;
-pub use reader::{LayerMatrix, Store, VerifyReport, now_unix, sha256_file};
+pub use reader::{LayerMatrix, Store, VerifyReport, now_unix, sha256_bytes, sha256_file};
 pub use writer::{DatasetWriter, StoreWriter};

@@ -322,6 +322,7 @@ mod tests {
                 class_names: vec![],
                 num_classes: 3,
                 notes: vec![],
+                data_files: vec![],
             })
         }
 

@@ -237,6 +237,7 @@ impl ModelAdapter for ExampleModel {
             class_names: CLASSES.iter().map(|&c| c.to_owned()).collect(),
             num_classes: CLASSES.len(),
             notes: vec!["pure-Rust example network with fixed random weights".to_owned()],
+            data_files: Vec::new(),
         })
     }
 

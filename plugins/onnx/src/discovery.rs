@@ -329,13 +329,12 @@ pub(crate) fn discover(
             } else if after_residual || (quantised_layer && op == "Add") {
                 // A residual CNN block's output (ResNet's relu after the skip's Add).
                 ("block", true)
-            } else if quantised_layer && head_inputs.first() != Some(output) {
-                ("activation", true)
-            } else if (ACTIVATIONS.contains(&op)
-                && node
-                    .inputs
-                    .first()
-                    .is_some_and(|input| graph.follows_linear(input)))
+            } else if (quantised_layer && head_inputs.first() != Some(output))
+                || (ACTIVATIONS.contains(&op)
+                    && node
+                        .inputs
+                        .first()
+                        .is_some_and(|input| graph.follows_linear(input)))
                 || graph.is_erf_gelu_end(i)
             {
                 ("activation", true)

@@ -189,6 +189,27 @@ fn for_each_tensor_mut(
     Ok(())
 }
 
+/// The side files `model` reads (in `dir`), each once, in the order first referenced.
+pub(crate) fn files(model: &ModelProto, dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    if let Some(graph) = model.graph.as_ref() {
+        for_each_tensor(graph, &mut |t| {
+            if let Some(location) = t
+                .external_data
+                .iter()
+                .find(|e| e.key == "location")
+                .filter(|_| is_external(t))
+            {
+                let file = dir.join(&location.value);
+                if !files.contains(&file) {
+                    files.push(file);
+                }
+            }
+        });
+    }
+    files
+}
+
 /// What a model keeps in side files: how many tensors and bytes. `None` when nothing.
 pub(crate) fn summary(model: &ModelProto) -> Option<(usize, u64)> {
     let graph = model.graph.as_ref()?;

@@ -177,6 +177,10 @@ impl OnnxModel {
             PluginError::not_found(format!("{}: cannot read the model: {e}", path.display()))
         })?;
         let graph = Graph::parse(&bytes, &path)?;
+        let data_files: Vec<String> = external::files(graph.model(), &graph.dir)
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
         let gpu = config.device != Device::Cpu;
         let runtime = runtime::runtime(config.ort_lib.as_deref(), gpu)?;
         let threads = config.threads.unwrap_or_else(|| {
@@ -200,6 +204,7 @@ impl OnnxModel {
                     runtime.version,
                     runtime.library.display()
                 )],
+                data_files,
             },
             runtime,
             tensors: HashMap::new(),

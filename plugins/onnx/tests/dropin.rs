@@ -81,8 +81,13 @@ fn external_data_resolves_beside_the_model_not_the_working_directory() {
         "{:?}",
         d.notes
     );
+    assert_eq!(
+        d.data_files,
+        [path.with_file_name("cnn.onnx.data").display().to_string()]
+    );
     let mut plain = OnnxModel::from_path(&fixture("cnn.onnx")).unwrap();
     assert_eq!(d.layers, plain.describe().unwrap().layers);
+    assert!(plain.describe().unwrap().data_files.is_empty());
     let x = batch(3, 1);
     assert_same(
         &everything(&mut external, &x),

@@ -52,6 +52,7 @@ struct DescriptionKeep {
     _receptive_fields: Vec<ReceptiveFieldView>,
     _alias_items: Vec<Vec<StrView>>,
     _aliases: Vec<StrListView>,
+    _data_files: Vec<StrView>,
     _class_names: Vec<StrView>,
     _notes: Vec<StrView>,
 }
@@ -121,6 +122,11 @@ fn description_view(
         .map(|s| StrView::new(s))
         .collect();
     let notes: Vec<StrView> = description.notes.iter().map(|s| StrView::new(s)).collect();
+    let data_files: Vec<StrView> = description
+        .data_files
+        .iter()
+        .map(|s| StrView::new(s))
+        .collect();
     let view = ModelDescriptionView {
         size: size_of::<ModelDescriptionView>(),
         inputs: inputs.as_ptr(),
@@ -134,6 +140,10 @@ fn description_view(
         n_notes: notes.len(),
         receptive_fields: receptive_fields.as_ptr(),
         layer_aliases: aliases.as_ptr(),
+        data_files: StrListView {
+            items: data_files.as_ptr(),
+            n_items: data_files.len(),
+        },
     };
     // Moving the vectors into the keep struct moves no heap data: the view stays valid.
     Ok((
@@ -145,6 +155,7 @@ fn description_view(
             _receptive_fields: receptive_fields,
             _alias_items: alias_items,
             _aliases: aliases,
+            _data_files: data_files,
             _class_names: class_names,
             _notes: notes,
         },
@@ -408,6 +419,7 @@ mod receptive_field_tests {
             class_names: vec![],
             num_classes: 2,
             notes: vec![],
+            data_files: vec!["/models/m.onnx.data".into()],
         }
     }
 
@@ -418,6 +430,7 @@ mod receptive_field_tests {
         // SAFETY: the view points into `_keep`, alive for the whole test.
         let back = unsafe { read_description(&view) }.unwrap();
         assert_eq!(back.layers, d.layers);
+        assert_eq!(back.data_files, d.data_files);
         // A plugin built against ABI 1.0: its view ends before `receptive_fields`.
         view.size = std::mem::offset_of!(ModelDescriptionView, receptive_fields);
         // SAFETY: as above; the reader must not touch the field past `size`.
@@ -433,6 +446,7 @@ mod receptive_field_tests {
             d.layers[0].receptive_field
         );
         assert!(one_one.layers.iter().all(|l| l.aliases.is_empty()));
+        assert!(one_one.data_files.is_empty());
         view.size = std::mem::offset_of!(ModelDescriptionView, receptive_fields);
         // Shorter than 1.0 is refused.
         view.size -= 1;

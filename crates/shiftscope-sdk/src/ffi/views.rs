@@ -241,6 +241,8 @@ pub unsafe fn read_description(
     let has_aliases = view.size
         >= std::mem::offset_of!(ModelDescriptionView, layer_aliases)
             + size_of::<*const StrListView>();
+    let has_data_files = view.size
+        >= std::mem::offset_of!(ModelDescriptionView, data_files) + size_of::<StrListView>();
     // SAFETY: every pointer is forwarded from the caller with its stated size.
     unsafe {
         let inputs = read_slice(view.inputs, view.n_inputs, "inputs")?
@@ -307,11 +309,17 @@ pub unsafe fn read_description(
             },
             "notes",
         )?;
+        let data_files = if has_data_files {
+            read_str_list(&view.data_files, "data files")?
+        } else {
+            Vec::new()
+        };
         Ok(ModelDescription {
             inputs,
             layers,
             class_names,
             notes,
+            data_files,
             num_classes: usize::try_from(view.num_classes)
                 .map_err(|_| bad("class count does not fit this machine"))?,
         })
