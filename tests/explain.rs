@@ -43,6 +43,11 @@ fn demo_model() -> PathBuf {
 
 /// Records the demo CNN on 300 images of ID and permuted colored MNIST with `layers`.
 fn record(dir: &Path, home: &Path, layers: &str) -> PathBuf {
+    record_model(dir, home, layers, &demo_model())
+}
+
+/// Records `model` (the demo CNN or a copy) as [`record`] does.
+fn record_model(dir: &Path, home: &Path, layers: &str, model: &Path) -> PathBuf {
     let config = dir.join("study.ron");
     std::fs::write(
         &config,
@@ -61,7 +66,7 @@ fn record(dir: &Path, home: &Path, layers: &str) -> PathBuf {
     ],
     recording: (batch_size: 100, thumb: 8),
 )"#,
-            demo_model().display()
+            model.display()
         ),
     )
     .unwrap();
@@ -375,4 +380,60 @@ fn the_decision_layer_crosses_the_c_abi_and_a_plugin_without_one_says_so() {
             .contains("does not provide the decision layer"),
         "{e}"
     );
+}
+
+#[test]
+fn explain_and_repair_work_on_a_model_whose_weights_are_in_a_side_file() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let model = models.join("demo-cnn.onnx");
+    let side = shiftscope_testkit::onnx::copy_with_external_data(&demo_model(), &model);
+    let side_sha = sha(&side);
+    let store = record_model(dir.path(), home.path(), r#""default""#, &model);
+
+    let out = run(
+        &["explain", store.to_str().unwrap(), "--class", "0"],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("Neurons of fc1"), "{stdout}");
+
+    let out_store = dir.path().join("zeroed");
+    let out = run(
+        &[
+            "repair",
+            store.to_str().unwrap(),
+            "--neurons",
+            "fc1:3,fc1:7",
+            "--method",
+            "zero",
+            "--out",
+            out_store.to_str().unwrap(),
+        ],
+        home.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(sha(&side), side_sha, "the user's side file changed");
+    // The copy carries its weights (inline: it is small) and has the edit.
+    let copy = dir.path().join("zeroed.onnx");
+    assert!(!dir.path().join("zeroed.onnx.data").exists());
+    let mut repaired = shiftscope_onnx::OnnxModel::from_path(&copy).unwrap();
+    assert!(repaired.describe().unwrap().data_files.is_empty());
+    let after = repaired.decision_layer().unwrap();
+    let before = shiftscope_onnx::OnnxModel::from_path(&model)
+        .unwrap()
+        .decision_layer()
+        .unwrap();
+    for c in 0..10 {
+        for j in 0..50 {
+            let b = before.weights.data()[c * 50 + j];
+            let a = after.weights.data()[c * 50 + j];
+            assert_eq!(a, if j == 3 || j == 7 { 0.0 } else { b });
+        }
+    }
+    assert!(out_store.join("repair.json").exists());
 }

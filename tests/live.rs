@@ -31,18 +31,38 @@ fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) {
 fn live_activations_equal_the_recorded_ones() {
     let dir = tempfile::tempdir().unwrap();
     let store_path = common::demo_cnn_store(dir.path(), &[("colored-mnist/id", "Id", 8)], 8);
+    check_live(dir.path(), &store_path);
+}
+
+#[test]
+fn live_mode_runs_a_model_whose_weights_are_in_a_side_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("models/demo-cnn.onnx");
+    std::fs::create_dir_all(model.parent().unwrap()).unwrap();
+    shiftscope_testkit::onnx::copy_with_external_data(
+        &common::workspace_file("assets/models/demo-cnn.onnx"),
+        &model,
+    );
+    let store_path =
+        common::demo_cnn_store_of(dir.path(), &[("colored-mnist/id", "Id", 8)], 8, &model);
+    check_live(dir.path(), &store_path);
+}
+
+/// Runs the store's first image live through the store's model and checks the activations,
+/// logits and maps against what the store recorded.
+fn check_live(dir: &Path, store_path: &Path) {
     // The store's first image, as the plugin made it, written as a PNG file.
     let source = colored_mnist::ColoredMnist::create("(procedural: true)").unwrap();
     let sample = source.open("colored-mnist/id").unwrap().get(0).unwrap();
-    let png_path = dir.path().join("digit.png");
+    let png_path = dir.join("digit.png");
     write_png(&png_path, sample.width, sample.height, &sample.pixels);
 
     let mut registry = Registry::new();
     registry
         .add(Plugin::builtin_model::<shiftscope_onnx::OnnxModel>())
         .unwrap();
-    let mut live = LiveModel::open(&store_path, &registry, None).unwrap();
-    let store = Store::open(&store_path).unwrap();
+    let mut live = LiveModel::open(store_path, &registry, None).unwrap();
+    let store = Store::open(store_path).unwrap();
     let layers = &store.manifest().layers;
     let conv = layers.iter().position(|l| l.kind == "conv").unwrap();
     let out = live.run_file(&png_path, Some(conv)).unwrap();
@@ -78,7 +98,7 @@ fn live_activations_equal_the_recorded_ones() {
     }
 
     // A file that is not an image is named in the error; nothing panics.
-    let text = dir.path().join("notes.jpg");
+    let text = dir.join("notes.jpg");
     std::fs::write(&text, "not a picture").unwrap();
     let e = live.run_file(&text, None).unwrap_err().to_string();
     assert!(e.contains("notes.jpg"), "{e}");

@@ -88,6 +88,22 @@ pub(crate) fn demo_cnn_store(
     datasets: &[(&str, &str, usize)],
     batch: usize,
 ) -> PathBuf {
+    demo_cnn_store_of(
+        dir,
+        datasets,
+        batch,
+        &workspace_file("assets/models/demo-cnn.onnx"),
+    )
+}
+
+/// [`demo_cnn_store`] recorded with `model`, a copy of the demo CNN.
+#[allow(dead_code)]
+pub(crate) fn demo_cnn_store_of(
+    dir: &Path,
+    datasets: &[(&str, &str, usize)],
+    batch: usize,
+    model: &Path,
+) -> PathBuf {
     let datasets: Vec<String> = datasets
         .iter()
         .map(|(name, role, limit)| format!("(name: {name:?}, role: {role}, limit: {limit})"))
@@ -106,7 +122,6 @@ pub(crate) fn demo_cnn_store(
     plugins: {{"colored-mnist": "(procedural: true)"}},
     recording: (batch_size: {batch}, thumb: 28, commit_seconds: 0),
 )"#,
-        model = workspace_file("assets/models/demo-cnn.onnx"),
         datasets = datasets.join(", ")
     );
     let config = dir.join("study.ron");
