@@ -908,3 +908,47 @@ fn a_model_with_external_data_lists_and_records_from_another_folder() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_one_channel_model_records_colour_images_as_their_luminance() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("grey.onnx");
+    shiftscope_testkit::onnx::copy_as_single_channel(&common::model("cnn.onnx"), &model);
+    let out = run(&["layers", model.to_str().unwrap()], home.path());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("input image: [?, 1, 16, 16]"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "default preprocessing (when a study declares none): resize 18, centre crop 16, grey (ITU-R 601 luminance of colour images)"
+        ),
+        "{stdout}"
+    );
+    // No preprocessing declared: the default for a 16-pixel one-channel input.
+    let config = dir.path().join("study.ron");
+    std::fs::write(
+        &config,
+        r#"(
+    store: "store",
+    model: (path: "grey.onnx"),
+    datasets: [(name: "example-shift/id"), (name: "example-shift/noisy")],
+    plugins: {"example-shift": "(len: 12, seed: 2)"},
+    recording: (batch_size: 6, thumb: 8),
+)"#,
+    )
+    .unwrap();
+    let out = run(&["extract", config.to_str().unwrap()], home.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("store/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let p = &manifest["model"]["preprocessing"];
+    assert_eq!(p["channels"], "Grey", "{p}");
+    assert_eq!(
+        (p["resize"].as_u64(), p["crop"].as_u64()),
+        (Some(18), Some(16)),
+        "{p}"
+    );
+}

@@ -445,9 +445,25 @@ impl OnnxModel {
                     ))
                 })?;
         }
-        builder
-            .commit_from_memory(bytes)
-            .map_err(|e| ort_error(&context, e))
+        builder.commit_from_memory(bytes).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("Could not find an implementation") {
+                // ONNX Runtime's CPU provider has no kernel for an op at this element type
+                // (bfloat16 ones, mostly).
+                PluginError::unsupported(format!(
+                    "{context}: {text}; the {} provider has no kernel for that operator at \
+                         its element type (the CPU has none for most bfloat16 ops): convert the \
+                         model to float32 or float16, or run it on CUDA",
+                    if matches!(device, Device::Cpu) {
+                        "CPU"
+                    } else {
+                        "chosen"
+                    }
+                ))
+            } else {
+                ort_error(&context, e)
+            }
+        })
     }
 
     fn level(&self) -> GraphOptimizationLevel {

@@ -474,3 +474,58 @@ fn int8_qdq_models_record_their_dequantised_activations() {
             .any(|(g, w)| g.tensor != w.tensor)
     );
 }
+
+#[test]
+fn an_output_that_is_no_classifier_and_a_kernel_the_cpu_lacks_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // The only output is a feature map: no classifier.
+    let mut model = cnn();
+    let graph = model.graph.mut_or_insert_default();
+    graph.output[0].name = "block1_relu".to_owned();
+    graph.output[0].type_.clear();
+    let path = dir.path().join("maps.onnx");
+    save(&model, &path);
+    let e = OnnxModel::from_path(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("maps.onnx") && e.contains("'block1_relu' [8, 8, 8] is not a classifier's"),
+        "{e}"
+    );
+
+    // bfloat16 Relus: ONNX Runtime's CPU provider has no kernel for them.
+    let mut model = cnn();
+    let graph = model.graph.mut_or_insert_default();
+    let cast = |from: &str, to: &str, ty: DataType| {
+        let mut node = NodeProto::new();
+        node.op_type = "Cast".to_owned();
+        node.input.push(from.to_owned());
+        node.output.push(to.to_owned());
+        let mut a = onnx_protobuf::AttributeProto::new();
+        a.name = "to".to_owned();
+        a.type_ = AttributeType::INT.into();
+        a.i = ty as i64;
+        node.attribute.push(a);
+        node
+    };
+    let relu = graph
+        .node
+        .iter()
+        .position(|n| n.output[0] == "conv1_relu")
+        .unwrap();
+    graph.node[relu].input[0] = "conv1_bf16".to_owned();
+    graph.node[relu].output[0] = "conv1_relu_bf16".to_owned();
+    graph.node.insert(
+        relu + 1,
+        cast("conv1_relu_bf16", "conv1_relu", DataType::FLOAT),
+    );
+    graph
+        .node
+        .insert(relu, cast("conv1", "conv1_bf16", DataType::BFLOAT16));
+    graph.value_info.clear();
+    let path = dir.path().join("bf16.onnx");
+    save(&model, &path);
+    let e = OnnxModel::from_path(&path).unwrap_err().to_string();
+    assert!(
+        e.contains("bf16.onnx") && e.contains("no kernel for that operator"),
+        "{e}"
+    );
+}
