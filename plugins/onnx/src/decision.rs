@@ -54,7 +54,7 @@ fn float_attr(node: &NodeProto, name: &str, default: f32) -> f32 {
 
 /// The float values and dims of an initialiser (`float_data`, little-endian `raw_data`, or
 /// external data in a side file in `dir`).
-fn read_floats(
+pub(crate) fn read_floats(
     t: &TensorProto,
     path: &Path,
     dir: &Path,

@@ -9,6 +9,7 @@
 //! CUDA cannot be used: never a silent CPU fallback) or `Auto` (CUDA if it works, else CPU,
 //! and the description's notes say which).
 
+mod backward;
 mod decision;
 mod discovery;
 mod external;
@@ -134,6 +135,10 @@ pub struct OnnxModel {
     description: ModelDescription,
     /// Layer name → the graph tensor it reads.
     tensors: HashMap<String, String>,
+    /// Per-image shapes from the dry run, by tensor (the image input's included).
+    shapes: HashMap<String, Vec<usize>>,
+    /// Gradient sessions, by the target layer's tensor.
+    gradient_sessions: HashMap<String, Session>,
     sessions: HashMap<SessionKey, Session>,
 }
 
@@ -208,6 +213,8 @@ impl OnnxModel {
             },
             runtime,
             tensors: HashMap::new(),
+            shapes: HashMap::new(),
+            gradient_sessions: HashMap::new(),
             sessions: HashMap::new(),
         };
         if let Some((count, bytes)) = model.graph.external {
@@ -388,6 +395,8 @@ impl OnnxModel {
             ));
         }
         let layers: Vec<_> = found.into_iter().map(|(layer, _)| layer).collect();
+        shapes.insert(input.name.clone(), vec![c, h, w]);
+        self.shapes = shapes;
         if input.shape[0] == Some(1) {
             self.description
                 .notes
@@ -604,6 +613,86 @@ impl OnnxModel {
                 .collect(),
             logits,
         })
+    }
+}
+
+impl OnnxModel {
+    /// d(objective)/d(image) for a batch, with the objective Σᵢ wᵢ·aᵢ over the layer `layer`
+    /// pooled as it is recorded (conv maps by their spatial mean, tokens by their mean) and
+    /// `weights` `[B, neurons]`: returns the objective per image and the gradient, in the
+    /// batch's shape. The gradient graph is built once per layer and kept.
+    pub fn gradient(
+        &mut self,
+        batch: TensorRef<'_>,
+        layer: &str,
+        weights: TensorRef<'_>,
+    ) -> Result<(Vec<f32>, Tensor), PluginError> {
+        let n = self.check_input(batch)?;
+        let (tensor, kind) = self.layer_tensor(layer)?;
+        let neurons = self.description.layer(layer).map_or(0, |l| l.neurons);
+        if weights.shape() != [n, neurons] {
+            return Err(PluginError::invalid_argument(format!(
+                "gradient weights of shape {:?} for a batch of {n} and layer '{layer}' of {neurons} neurons; expected [{n}, {neurons}]",
+                weights.shape()
+            )));
+        }
+        if self.graph.input.channels_last.is_some() || !self.graph.casts.is_empty() {
+            return Err(PluginError::unsupported(format!(
+                "{}: gradients of channels-last or float16 models are not supported yet",
+                self.path.display()
+            )));
+        }
+        if !self.gradient_sessions.contains_key(&tensor) {
+            let dir = self.graph.dir.clone();
+            let path = self.path.clone();
+            let floats = move |t: &onnx_protobuf::TensorProto| {
+                decision::read_floats(t, &path, &dir).map(|(_, v)| v)
+            };
+            let forward = backward::Forward {
+                model: self.graph.model(),
+                path: &self.path,
+                input: &self.graph.input.name,
+                shapes: &self.shapes,
+                floats: &floats,
+            };
+            let target = backward::Target {
+                tensor: tensor.clone(),
+                kind,
+            };
+            let bytes = backward::gradient_model(&forward, &target)?;
+            // Without graph optimisation: the rules' ops stay as written.
+            let session =
+                self.build_session(&bytes, self.device, GraphOptimizationLevel::Level1)?;
+            self.gradient_sessions.insert(tensor.clone(), session);
+        }
+        let input_name = self.graph.input.name.clone();
+        let path = self.path.display().to_string();
+        let session = self
+            .gradient_sessions
+            .get_mut(&tensor)
+            .ok_or_else(|| PluginError::failed("gradient session cache lost an entry"))?;
+        let image = OrtTensorRef::from_array_view((batch.shape().to_vec(), batch.data()))
+            .map_err(|e| ort_error("gradient input", e))?;
+        let w = OrtTensorRef::from_array_view((weights.shape().to_vec(), weights.data()))
+            .map_err(|e| ort_error("gradient weights", e))?;
+        let result = session
+            .run(ort::inputs![input_name.as_str() => image, backward::WEIGHTS => w])
+            .map_err(|e| ort_error(&format!("{path}: gradient run"), e))?;
+        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), PluginError> {
+            let value = result
+                .get(name)
+                .ok_or_else(|| PluginError::failed(format!("{path}: no '{name}'")))?;
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| ort_error(&format!("{path}: '{name}'"), e))?;
+            Ok((
+                shape.iter().map(|&d| d.max(0) as usize).collect(),
+                data.to_vec(),
+            ))
+        };
+        let (_, objective) = read(backward::OBJECTIVE)?;
+        let (shape, grad) = read(backward::INPUT_GRADIENT)?;
+        Ok((objective, Tensor::new(shape, grad)?))
     }
 }
 

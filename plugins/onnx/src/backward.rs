@@ -1,0 +1,636 @@
+//! Gradients through the model, as more ONNX: reverse-mode differentiation node by node,
+//! appended to the forward graph, so that ONNX Runtime computes the forward pass and
+//! d(objective)/d(image) in one session, on any device it runs.
+//!
+//! The objective is Σᵢ wᵢ·aᵢ over one layer `a`, pooled as it is recorded (conv maps by
+//! their spatial mean, tokens by their mean, dense layers and logits as they are), with the
+//! weights `w` (`[B, neurons]`) a graph input: one session serves every neuron and class.
+//!
+//! This first set of rules covers the convolutional networks' ops: Conv (groups, strides,
+//! pads, dilations), Relu, Add of equal shapes, MaxPool (through its indices),
+//! GlobalAveragePool and ReduceMean over constant axes, BatchNormalization (inference), Gemm,
+//! MatMul by a constant, Flatten, Reshape, Identity and Dropout. An op on the path from the image to the
+//! objective without a rule is an error naming the op and the node, never a wrong gradient.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use onnx_protobuf::{
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType,
+};
+use shiftscope_sdk::{LayerKind, PluginError};
+
+/// The graph input carrying the objective's weights, `[B, neurons]`.
+pub(crate) const WEIGHTS: &str = "shiftscope/gradient/weights";
+/// The graph output carrying the objective per image, `[B]`.
+pub(crate) const OBJECTIVE: &str = "shiftscope/gradient/objective";
+/// The graph output carrying d(objective)/d(image), the image's shape.
+pub(crate) const INPUT_GRADIENT: &str = "shiftscope/gradient/input";
+
+/// What the gradient is of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// The layer's tensor.
+    pub(crate) tensor: String,
+    /// Its kind: how it is pooled to one value per neuron.
+    pub(crate) kind: LayerKind,
+}
+
+fn bad(path: &Path, problem: impl std::fmt::Display) -> PluginError {
+    PluginError::unsupported(format!("{}: gradients: {problem}", path.display()))
+}
+
+fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    node.attribute.iter().find(|a| a.name == name)
+}
+
+fn ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
+    attr(node, name).map(|a| a.ints.clone())
+}
+
+fn int(node: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(node, name).map_or(default, |a| a.i)
+}
+
+fn int_attr(name: &str, value: i64) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_owned();
+    a.type_ = AttributeType::INT.into();
+    a.i = value;
+    a
+}
+
+fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_owned();
+    a.type_ = AttributeType::INTS.into();
+    a.ints = values.to_vec();
+    a
+}
+
+fn float_attr(name: &str, value: f32) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_owned();
+    a.type_ = AttributeType::FLOAT.into();
+    a.f = value;
+    a
+}
+
+fn string_attr(name: &str, value: &str) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_owned();
+    a.type_ = AttributeType::STRING.into();
+    a.s = value.as_bytes().to_vec();
+    a
+}
+
+/// Appends nodes and constants with fresh names.
+struct Builder {
+    nodes: Vec<NodeProto>,
+    constants: Vec<TensorProto>,
+    count: usize,
+}
+
+impl Builder {
+    fn fresh(&mut self, hint: &str) -> String {
+        self.count += 1;
+        format!("shiftscope/gradient/{}/{hint}", self.count)
+    }
+
+    fn node(&mut self, op: &str, inputs: &[&str], attributes: Vec<AttributeProto>) -> String {
+        let out = self.fresh(&op.to_lowercase());
+        self.node_into(op, inputs, attributes, &[&out]);
+        out
+    }
+
+    fn node_into(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attributes: Vec<AttributeProto>,
+        outputs: &[&str],
+    ) {
+        let mut n = NodeProto::new();
+        n.op_type = op.to_owned();
+        n.name = outputs
+            .first()
+            .map_or_else(String::new, |o| (*o).to_owned());
+        n.input = inputs.iter().map(|s| (*s).to_owned()).collect();
+        n.output = outputs.iter().map(|s| (*s).to_owned()).collect();
+        n.attribute = attributes;
+        self.nodes.push(n);
+    }
+
+    fn ints(&mut self, values: &[i64]) -> String {
+        let name = self.fresh("const");
+        let mut t = TensorProto::new();
+        t.name.clone_from(&name);
+        t.data_type = DataType::INT64 as i32;
+        t.dims = vec![values.len() as i64];
+        t.int64_data = values.to_vec();
+        self.constants.push(t);
+        name
+    }
+
+    fn floats(&mut self, dims: &[i64], values: &[f32]) -> String {
+        let name = self.fresh("const");
+        let mut t = TensorProto::new();
+        t.name.clone_from(&name);
+        t.data_type = DataType::FLOAT as i32;
+        t.dims = dims.to_vec();
+        t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.constants.push(t);
+        name
+    }
+
+    fn scalar(&mut self, value: f32) -> String {
+        self.floats(&[], &[value])
+    }
+}
+
+/// What the rules may read of the forward graph.
+pub(crate) struct Forward<'a> {
+    pub(crate) model: &'a ModelProto,
+    pub(crate) path: &'a Path,
+    /// The image input fed by batches.
+    pub(crate) input: &'a str,
+    /// Per-image shapes of tensors, from the dry run (the image's included).
+    pub(crate) shapes: &'a HashMap<String, Vec<usize>>,
+    /// Reads an initialiser's float values (inline or external data).
+    pub(crate) floats: &'a dyn Fn(&TensorProto) -> Result<Vec<f32>, PluginError>,
+}
+
+impl Forward<'_> {
+    fn graph(&self) -> Result<&GraphProto, PluginError> {
+        self.model
+            .graph
+            .as_ref()
+            .ok_or_else(|| bad(self.path, "the model has no graph"))
+    }
+
+    fn initializer(&self, name: &str) -> Option<&TensorProto> {
+        self.model
+            .graph
+            .as_ref()?
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+    }
+
+    /// The int64 values of a constant tensor: an initialiser or a Constant node's value.
+    fn int64s(&self, name: &str) -> Option<Vec<i64>> {
+        let graph = self.model.graph.as_ref()?;
+        let t = graph
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+            .or_else(|| {
+                graph
+                    .node
+                    .iter()
+                    .find(|n| {
+                        n.op_type == "Constant" && n.output.first().is_some_and(|o| o == name)
+                    })
+                    .and_then(|n| attr(n, "value"))
+                    .and_then(|a| a.t.as_ref())
+            })?;
+        if t.data_type != DataType::INT64 as i32 {
+            return None;
+        }
+        if !t.int64_data.is_empty() {
+            return Some(t.int64_data.clone());
+        }
+        Some(
+            t.raw_data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+        )
+    }
+
+    fn shape(&self, tensor: &str, node: &NodeProto) -> Result<&[usize], PluginError> {
+        self.shapes.get(tensor).map(Vec::as_slice).ok_or_else(|| {
+            bad(
+                self.path,
+                format!(
+                    "the shape of '{tensor}' (read by {} node '{}') is unknown",
+                    node.op_type, node.name
+                ),
+            )
+        })
+    }
+}
+
+/// The model with the gradient of the objective on `target` appended: inputs the image and
+/// [`WEIGHTS`], outputs [`OBJECTIVE`] and [`INPUT_GRADIENT`] (the model's own outputs are
+/// dropped).
+pub(crate) fn gradient_model(
+    forward: &Forward<'_>,
+    target: &Target,
+) -> Result<Vec<u8>, PluginError> {
+    let graph = forward.graph()?;
+    let opset = forward
+        .model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(0, |o| o.version);
+    if opset < 16 {
+        return Err(bad(
+            forward.path,
+            format!("opset {opset} is below 16, the first with the scatter the rules need"),
+        ));
+    }
+    let producer: HashMap<&str, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    // Tensors that depend on the image.
+    let mut live: HashSet<&str> = HashSet::from([forward.input]);
+    for n in &graph.node {
+        if n.input.iter().any(|i| live.contains(i.as_str())) {
+            live.extend(n.output.iter().map(String::as_str));
+        }
+    }
+    if !live.contains(target.tensor.as_str()) {
+        return Err(bad(
+            forward.path,
+            format!("'{}' does not depend on the image", target.tensor),
+        ));
+    }
+    let mut b = Builder {
+        nodes: Vec::new(),
+        constants: Vec::new(),
+        count: 0,
+    };
+    let seed = objective(&mut b, forward, target)?;
+    // Gradient contributions per tensor, summed when a tensor is read more than once.
+    let mut grads: HashMap<String, Vec<String>> =
+        HashMap::from([(target.tensor.clone(), vec![seed])]);
+    let Some(&last) = producer.get(target.tensor.as_str()) else {
+        return Err(bad(
+            forward.path,
+            format!("'{}' is not computed by the graph", target.tensor),
+        ));
+    };
+    for node in graph.node[..=last].iter().rev() {
+        let Some(out) = node.output.first() else {
+            continue;
+        };
+        let Some(contributions) = grads.remove(out) else {
+            continue;
+        };
+        let dy = match contributions.as_slice() {
+            [one] => one.clone(),
+            many => {
+                let inputs: Vec<&str> = many.iter().map(String::as_str).collect();
+                b.node("Sum", &inputs, vec![])
+            }
+        };
+        for (input, dx) in rule(&mut b, forward, node, &dy, &live)? {
+            grads.entry(input).or_default().push(dx);
+        }
+    }
+    let input_grads = grads.remove(forward.input).unwrap_or_default();
+    let inputs: Vec<&str> = input_grads.iter().map(String::as_str).collect();
+    match inputs.as_slice() {
+        [] => {
+            return Err(bad(forward.path, "the objective does not reach the image"));
+        }
+        [one] => b.node_into("Identity", &[one], vec![], &[INPUT_GRADIENT]),
+        many => b.node_into("Sum", many, vec![], &[INPUT_GRADIENT]),
+    }
+
+    let mut model = forward.model.clone();
+    let g = model.graph.mut_or_insert_default();
+    g.node.extend(b.nodes);
+    g.initializer.extend(b.constants);
+    let mut weights = ValueInfoProto::new();
+    weights.name = WEIGHTS.to_owned();
+    let tensor = weights.type_.mut_or_insert_default().mut_tensor_type();
+    tensor.elem_type = DataType::FLOAT as i32;
+    let shape = tensor.shape.mut_or_insert_default();
+    for _ in 0..2 {
+        shape.dim.push(Default::default());
+    }
+    g.input.push(weights);
+    g.output.clear();
+    for name in [OBJECTIVE, INPUT_GRADIENT] {
+        let mut info = ValueInfoProto::new();
+        info.name = name.to_owned();
+        g.output.push(info);
+    }
+    model
+        .write_to_bytes()
+        .map_err(|e| PluginError::failed(format!("encoding the gradient graph: {e}")))
+}
+
+/// Appends the objective Σ w·pool(a) (output [`OBJECTIVE`], `[B]`) and returns the name of
+/// d(objective)/d(a).
+fn objective(
+    b: &mut Builder,
+    forward: &Forward<'_>,
+    target: &Target,
+) -> Result<String, PluginError> {
+    let a = target.tensor.as_str();
+    let axes = b.ints(&[1]);
+    let shape = forward.shapes.get(a).ok_or_else(|| {
+        bad(
+            forward.path,
+            format!("the shape of the target '{a}' is unknown"),
+        )
+    })?;
+    let (pooled, seed) = match target.kind {
+        LayerKind::Dense | LayerKind::Logits => (a.to_owned(), WEIGHTS.to_owned()),
+        LayerKind::Conv => {
+            let [_, h, w] = shape[..] else {
+                return Err(bad(
+                    forward.path,
+                    format!("conv layer '{a}' has shape {shape:?}"),
+                ));
+            };
+            let mean = b.node("GlobalAveragePool", &[a], vec![]);
+            let pooled = b.node("Flatten", &[&mean], vec![int_attr("axis", 1)]);
+            // d/da of Σ w · mean(a) = w / (H·W) at every position.
+            let spatial = b.ints(&[2, 3]);
+            let w4 = b.node("Unsqueeze", &[WEIGHTS, &spatial], vec![]);
+            let area = b.scalar(1.0 / (h * w) as f32);
+            let scaled = b.node("Mul", &[&w4, &area], vec![]);
+            let full = b.node("Shape", &[a], vec![]);
+            (pooled, b.node("Expand", &[&scaled, &full], vec![]))
+        }
+        LayerKind::Tokens => {
+            let [t, _] = shape[..] else {
+                return Err(bad(
+                    forward.path,
+                    format!("token layer '{a}' has shape {shape:?}"),
+                ));
+            };
+            let sum = b.node("ReduceSum", &[a, &axes], vec![int_attr("keepdims", 0)]);
+            let mean = b.scalar(1.0 / t as f32);
+            let pooled = b.node("Mul", &[&sum, &mean], vec![]);
+            let w3 = b.node("Unsqueeze", &[WEIGHTS, &axes], vec![]);
+            let count = b.scalar(1.0 / t as f32);
+            let scaled = b.node("Mul", &[&w3, &count], vec![]);
+            let full = b.node("Shape", &[a], vec![]);
+            (pooled, b.node("Expand", &[&scaled, &full], vec![]))
+        }
+    };
+    let product = b.node("Mul", &[&pooled, WEIGHTS], vec![]);
+    b.node_into(
+        "ReduceSum",
+        &[&product, &axes],
+        vec![int_attr("keepdims", 0)],
+        &[OBJECTIVE],
+    );
+    Ok(seed)
+}
+
+/// The gradient contributions of `node`'s inputs that depend on the image, given `dy` of its
+/// (first) output.
+fn rule(
+    b: &mut Builder,
+    forward: &Forward<'_>,
+    node: &NodeProto,
+    dy: &str,
+    live: &HashSet<&str>,
+) -> Result<Vec<(String, String)>, PluginError> {
+    let needs = |i: usize| {
+        node.input
+            .get(i)
+            .filter(|t| !t.is_empty() && live.contains(t.as_str()))
+            .cloned()
+    };
+    let x = node.input.first().map(String::as_str).unwrap_or_default();
+    let no_rule = |why: &str| {
+        bad(
+            forward.path,
+            format!(
+                "no backward rule for {} node '{}'{why}",
+                node.op_type, node.name
+            ),
+        )
+    };
+    // Only the first input of most ops carries the image; a weight that depends on it
+    // (a dynamic weight) has no rule here.
+    let only_first = || -> Result<(), PluginError> {
+        if (1..node.input.len()).any(|i| needs(i).is_some()) {
+            Err(no_rule(" with an image-dependent second input"))
+        } else {
+            Ok(())
+        }
+    };
+    let mut out = Vec::new();
+    match node.op_type.as_str() {
+        "Identity" | "Dropout" => {
+            out.extend(needs(0).map(|t| (t, dy.to_owned())));
+        }
+        "Relu" => {
+            let zero = b.scalar(0.0);
+            let positive = b.node("Greater", &[x, &zero], vec![]);
+            let mask = b.node(
+                "Cast",
+                &[&positive],
+                vec![int_attr("to", DataType::FLOAT as i64)],
+            );
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[dy, &mask], vec![]))));
+        }
+        "Flatten" | "Reshape" => {
+            only_first()?;
+            let shape = b.node("Shape", &[x], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Reshape", &[dy, &shape], vec![]))));
+        }
+        "Add" => {
+            let y = node.output.first().map(String::as_str).unwrap_or_default();
+            for i in 0..2 {
+                if let Some(t) = needs(i) {
+                    if forward.shapes.get(&t) != forward.shapes.get(y)
+                        || !forward.shapes.contains_key(y)
+                    {
+                        return Err(no_rule(" that broadcasts an image-dependent input"));
+                    }
+                    out.push((t, dy.to_owned()));
+                }
+            }
+        }
+        "ReduceMean" => {
+            only_first()?;
+            let shape = forward.shape(x, node)?;
+            let rank = shape.len() as i64 + 1;
+            let axes = match ints(node, "axes") {
+                Some(axes) => axes,
+                None => match node.input.get(1).filter(|a| !a.is_empty()) {
+                    Some(a) => forward
+                        .int64s(a)
+                        .ok_or_else(|| no_rule(" whose axes are computed"))?,
+                    None => (0..rank).collect(),
+                },
+            };
+            let axes: Vec<i64> = axes
+                .iter()
+                .map(|&a| if a < 0 { a + rank } else { a })
+                .collect();
+            if axes.contains(&0) {
+                return Err(no_rule(" over the batch"));
+            }
+            let count: usize = axes.iter().map(|&a| shape[a as usize - 1]).product();
+            let kept = if int(node, "keepdims", 1) == 0 {
+                let at = b.ints(&axes);
+                b.node("Unsqueeze", &[dy, &at], vec![])
+            } else {
+                dy.to_owned()
+            };
+            let scale = b.scalar(1.0 / count as f32);
+            let scaled = b.node("Mul", &[&kept, &scale], vec![]);
+            let full = b.node("Shape", &[x], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Expand", &[&scaled, &full], vec![]))));
+        }
+        "GlobalAveragePool" => {
+            let shape = forward.shape(x, node)?;
+            let area: usize = shape.iter().skip(1).product();
+            let scale = b.scalar(1.0 / area as f32);
+            let scaled = b.node("Mul", &[dy, &scale], vec![]);
+            let full = b.node("Shape", &[x], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Expand", &[&scaled, &full], vec![]))));
+        }
+        "MaxPool" => {
+            if int(node, "storage_order", 0) != 0 || node.output.len() > 1 {
+                return Err(no_rule(" with column-major indices or an indices output"));
+            }
+            if attr(node, "auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET") {
+                return Err(no_rule(" with auto_pad"));
+            }
+            // The same pool again, for the index of each window's maximum (flat over the
+            // whole batch), then the output gradients scattered there, overlaps summed.
+            let pooled = b.fresh("maxpool_values");
+            let indices = b.fresh("maxpool_indices");
+            b.node_into(
+                "MaxPool",
+                &[x],
+                node.attribute.clone(),
+                &[&pooled, &indices],
+            );
+            let flat = b.ints(&[-1]);
+            let where_ = b.node("Reshape", &[&indices, &flat], vec![]);
+            let updates = b.node("Reshape", &[dy, &flat], vec![]);
+            let shape = b.node("Shape", &[x], vec![]);
+            let size = b.node("ReduceProd", &[&shape], vec![int_attr("keepdims", 1)]);
+            let zeros = b.node("ConstantOfShape", &[&size], vec![]);
+            let scattered = b.node(
+                "ScatterElements",
+                &[&zeros, &where_, &updates],
+                vec![int_attr("axis", 0), string_attr("reduction", "add")],
+            );
+            out.extend(needs(0).map(|t| (t, b.node("Reshape", &[&scattered, &shape], vec![]))));
+        }
+        "Conv" => {
+            only_first()?;
+            if attr(node, "auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET") {
+                return Err(no_rule(" with auto_pad"));
+            }
+            let Some(w) = node.input.get(1).and_then(|w| forward.initializer(w)) else {
+                return Err(no_rule(" whose weights are not an initialiser"));
+            };
+            let kernel: Vec<i64> = w.dims.iter().skip(2).copied().collect();
+            let rank = kernel.len();
+            let strides = ints(node, "strides").unwrap_or_else(|| vec![1; rank]);
+            let dilations = ints(node, "dilations").unwrap_or_else(|| vec![1; rank]);
+            let pads = ints(node, "pads").unwrap_or_else(|| vec![0; 2 * rank]);
+            let y = node.output.first().map(String::as_str).unwrap_or_default();
+            let x_shape = forward.shape(x, node)?;
+            let y_shape = forward.shape(y, node)?;
+            // ConvTranspose gives (y - 1)·s − pads + d·(k − 1) + 1; output_padding adds
+            // the rows a strided Conv dropped.
+            let mut output_padding = Vec::with_capacity(rank);
+            for axis in 0..rank {
+                let made =
+                    (y_shape[1 + axis] as i64 - 1) * strides[axis] - pads[axis] - pads[axis + rank]
+                        + dilations[axis] * (kernel[axis] - 1)
+                        + 1;
+                output_padding.push(x_shape[1 + axis] as i64 - made);
+            }
+            if output_padding
+                .iter()
+                .zip(&strides)
+                .any(|(&p, &s)| p < 0 || (p >= s && p > 0))
+            {
+                return Err(no_rule(&format!(
+                    " (its input {x_shape:?} and output {y_shape:?} do not invert)"
+                )));
+            }
+            let weights = node.input[1].as_str();
+            let dx = b.node(
+                "ConvTranspose",
+                &[dy, weights],
+                vec![
+                    ints_attr("strides", &strides),
+                    ints_attr("dilations", &dilations),
+                    ints_attr("pads", &pads),
+                    ints_attr("output_padding", &output_padding),
+                    int_attr("group", int(node, "group", 1)),
+                    ints_attr("kernel_shape", &kernel),
+                ],
+            );
+            out.extend(needs(0).map(|t| (t, dx)));
+        }
+        "BatchNormalization" => {
+            only_first()?;
+            if node.output.len() > 1 {
+                return Err(no_rule(" in training mode"));
+            }
+            let read = |i: usize| -> Result<Vec<f32>, PluginError> {
+                let t = node
+                    .input
+                    .get(i)
+                    .and_then(|n| forward.initializer(n))
+                    .ok_or_else(|| no_rule(" whose statistics are not initialisers"))?;
+                (forward.floats)(t)
+            };
+            let (scale, var) = (read(1)?, read(4)?);
+            let eps = attr(node, "epsilon").map_or(1e-5, |a| a.f);
+            let k: Vec<f32> = scale
+                .iter()
+                .zip(&var)
+                .map(|(s, v)| s / (v + eps).sqrt())
+                .collect();
+            let rank = forward.shape(x, node)?.len();
+            let mut dims = vec![k.len() as i64];
+            dims.extend(std::iter::repeat_n(1, rank.saturating_sub(1)));
+            let k = b.floats(&dims, &k);
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[dy, &k], vec![]))));
+        }
+        "Gemm" => {
+            only_first()?;
+            if int(node, "transA", 0) != 0 {
+                return Err(no_rule(" with transA = 1"));
+            }
+            let alpha = attr(node, "alpha").map_or(1.0, |a| a.f);
+            // dA = alpha · dY · op(B)ᵀ.
+            let trans_b = int(node, "transB", 0);
+            let weights = node.input.get(1).map(String::as_str).unwrap_or_default();
+            let dx = b.node(
+                "Gemm",
+                &[dy, weights],
+                vec![int_attr("transB", 1 - trans_b), float_attr("alpha", alpha)],
+            );
+            out.extend(needs(0).map(|t| (t, dx)));
+        }
+        "MatMul" => {
+            only_first()?;
+            let Some(w) = node.input.get(1).and_then(|w| forward.initializer(w)) else {
+                return Err(no_rule(" by a computed matrix"));
+            };
+            if w.dims.len() != 2 {
+                return Err(no_rule(" by a batched matrix"));
+            }
+            let weights = node.input[1].as_str();
+            let transposed = b.node("Transpose", &[weights], vec![ints_attr("perm", &[1, 0])]);
+            out.extend(needs(0).map(|t| (t, b.node("MatMul", &[dy, &transposed], vec![]))));
+        }
+        _ => return Err(no_rule("")),
+    }
+    Ok(out)
+}

@@ -1,0 +1,256 @@
+//! Gradients through the model, run by the real ONNX Runtime: d(Σ w·layer)/d(image) from the
+//! backward graph checked against central finite differences of the forward pass, on the
+//! fixture CNN (Conv, Relu, MaxPool, a residual Add, GlobalAveragePool, Flatten, Gemm) and
+//! the demo CNN, and a tiny graph the tests build of the rules those do not reach.
+
+// Helpers outside #[test] functions unwrap too: any failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use shiftscope_onnx::OnnxModel;
+use shiftscope_sdk::rng::SplitMix64;
+use shiftscope_sdk::{ModelAdapter, Pooling, Tensor};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/models")
+        .join(name)
+}
+
+fn demo_cnn() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../assets/models/demo-cnn.onnx")
+}
+
+fn random(shape: &[usize], seed: u64, low: f32, high: f32) -> Tensor {
+    let mut rng = SplitMix64::new(seed);
+    let n: usize = shape.iter().product();
+    Tensor::new(
+        shape.to_vec(),
+        (0..n).map(|_| rng.uniform(low, high)).collect(),
+    )
+    .expect("a tensor")
+}
+
+/// Σ_b Σ_i w[b, i] · layer[b, i] per image, from the forward pass as recorded.
+fn objective(model: &mut OnnxModel, x: &Tensor, layer: &str, w: &Tensor) -> Vec<f64> {
+    let set = model
+        .run(x.view(), &[layer.to_owned()], Pooling::default())
+        .expect("forward");
+    let values = if layer == "logits" {
+        &set.logits
+    } else {
+        &set.layers[0].tensor
+    };
+    let d = w.shape()[1];
+    values
+        .data()
+        .chunks(d)
+        .zip(w.data().chunks(d))
+        .map(|(a, w)| {
+            a.iter()
+                .zip(w)
+                .map(|(a, w)| f64::from(*a) * f64::from(*w))
+                .sum()
+        })
+        .collect()
+}
+
+/// Checks the gradient of `layer`'s objective at `coordinates` pixels against central
+/// differences; returns the largest relative difference seen.
+fn check(model: &mut OnnxModel, shape: &[usize], layer: &str, seed: u64) -> f64 {
+    let neurons = model.describe().unwrap().layer(layer).unwrap().neurons;
+    let x = random(shape, seed, -1.0, 1.0);
+    let w = random(&[shape[0], neurons], seed + 1, -1.0, 1.0);
+    let (value, grad) = model.gradient(x.view(), layer, w.view()).unwrap();
+    assert_eq!(grad.shape(), shape);
+    let forward = objective(model, &x, layer, &w);
+    for (v, f) in value.iter().zip(&forward) {
+        assert!(
+            (f64::from(*v) - f).abs() <= 1e-4 * (1.0 + f.abs()),
+            "objective {v} vs {f}"
+        );
+    }
+    let scale = grad
+        .data()
+        .iter()
+        .fold(0f64, |m, g| m.max(f64::from(g.abs())))
+        .max(1e-9);
+    let per_image: usize = shape[1..].iter().product();
+    let mut rng = SplitMix64::new(seed + 2);
+    let eps = 1e-3f32;
+    let mut worst = 0f64;
+    for _ in 0..24 {
+        let i = (rng.next_u64() % x.data().len() as u64) as usize;
+        let image = i / per_image;
+        let mut plus = x.clone();
+        plus.data_mut()[i] += eps;
+        let mut minus = x.clone();
+        minus.data_mut()[i] -= eps;
+        let fd = (objective(model, &plus, layer, &w)[image]
+            - objective(model, &minus, layer, &w)[image])
+            / (2.0 * f64::from(eps));
+        let g = f64::from(grad.data()[i]);
+        let rel = (fd - g).abs() / scale;
+        worst = worst.max(rel);
+        assert!(
+            rel <= 2e-2,
+            "{layer} pixel {i}: backward {g} vs finite difference {fd} (scale {scale})"
+        );
+    }
+    worst
+}
+
+#[test]
+fn fixture_cnn_gradients_match_finite_differences() {
+    let mut model = OnnxModel::from_path(&fixture("cnn.onnx")).unwrap();
+    for (layer, seed) in [
+        ("conv2_relu", 10),
+        ("block1_relu", 20),
+        ("flatten", 30),
+        ("logits", 40),
+    ] {
+        let worst = check(&mut model, &[2, 3, 16, 16], layer, seed);
+        eprintln!("fixture {layer}: worst {worst:.2e}");
+    }
+}
+
+#[test]
+fn demo_cnn_gradients_match_finite_differences() {
+    let mut model = OnnxModel::from_path(&demo_cnn()).unwrap();
+    for (layer, seed) in [("conv2", 50), ("fc1", 60), ("logits", 70)] {
+        let worst = check(&mut model, &[2, 3, 28, 28], layer, seed);
+        eprintln!("demo {layer}: worst {worst:.2e}");
+    }
+}
+
+#[test]
+fn an_op_without_a_rule_and_bad_weights_are_named() {
+    let mut vit = OnnxModel::from_path(&fixture("vit.onnx")).unwrap();
+    let x = random(&[1, 3, 16, 16], 1, -1.0, 1.0);
+    let w = random(&[1, 10], 2, -1.0, 1.0);
+    let e = vit
+        .gradient(x.view(), "logits", w.view())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("vit.onnx") && e.contains("no backward rule for"),
+        "{e}"
+    );
+    let mut cnn = OnnxModel::from_path(&fixture("cnn.onnx")).unwrap();
+    let e = cnn
+        .gradient(x.view(), "logits", random(&[1, 9], 3, 0.0, 1.0).view())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expected [1, 10]"), "{e}");
+    let e = cnn
+        .gradient(x.view(), "nope", w.view())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no layer 'nope'"), "{e}");
+}
+
+/// A tiny graph of the rules the CNNs above do not reach: BatchNormalization, ReduceMean
+/// (axes as an input, keepdims 0), Reshape, Identity, MatMul by a constant and a bias Add.
+fn tiny_graph(dir: &std::path::Path) -> PathBuf {
+    use onnx_protobuf::{
+        AttributeProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+        ValueInfoProto, attribute_proto::AttributeType, tensor_proto::DataType,
+    };
+    let floats = |name: &str, dims: &[i64], seed: u64, low: f32, high: f32| {
+        let n: i64 = dims.iter().product();
+        let mut rng = SplitMix64::new(seed);
+        let mut t = TensorProto::new();
+        t.name = name.to_owned();
+        t.data_type = DataType::FLOAT as i32;
+        t.dims = dims.to_vec();
+        t.raw_data = (0..n)
+            .flat_map(|_| rng.uniform(low, high).to_le_bytes())
+            .collect();
+        t
+    };
+    let mut axes = TensorProto::new();
+    axes.name = "axes".to_owned();
+    axes.data_type = DataType::INT64 as i32;
+    axes.dims = vec![2];
+    axes.int64_data = vec![2, 3];
+    let mut shape = TensorProto::new();
+    shape.name = "shape".to_owned();
+    shape.data_type = DataType::INT64 as i32;
+    shape.dims = vec![2];
+    shape.int64_data = vec![-1, 3];
+    let node = |op: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>| {
+        let mut n = NodeProto::new();
+        n.op_type = op.to_owned();
+        n.name = output.to_owned();
+        n.input = inputs.iter().map(|s| (*s).to_owned()).collect();
+        n.output = vec![output.to_owned()];
+        n.attribute = attrs;
+        n
+    };
+    let mut keepdims = AttributeProto::new();
+    keepdims.name = "keepdims".to_owned();
+    keepdims.type_ = AttributeType::INT.into();
+    keepdims.i = 0;
+    let mut model = ModelProto::new();
+    model.ir_version = 8;
+    let mut opset = OperatorSetIdProto::new();
+    opset.version = 18;
+    model.opset_import.push(opset);
+    let graph = model.graph.mut_or_insert_default();
+    graph.name = "tiny".to_owned();
+    graph.node = vec![
+        node(
+            "BatchNormalization",
+            &["image", "s", "b", "m", "v"],
+            "bn",
+            vec![],
+        ),
+        node("ReduceMean", &["bn", "axes"], "mean", vec![keepdims]),
+        node("Reshape", &["mean", "shape"], "flat", vec![]),
+        node("Identity", &["flat"], "features", vec![]),
+        node("MatMul", &["features", "w"], "mm", vec![]),
+        node("Add", &["mm", "bias"], "logits", vec![]),
+    ];
+    graph.initializer = vec![
+        floats("s", &[3], 1, 0.5, 2.0),
+        floats("b", &[3], 2, -1.0, 1.0),
+        floats("m", &[3], 3, -1.0, 1.0),
+        floats("v", &[3], 4, 0.5, 2.0),
+        floats("w", &[3, 4], 5, -1.0, 1.0),
+        floats("bias", &[4], 6, -1.0, 1.0),
+        axes,
+        shape,
+    ];
+    let value = |name: &str, dims: &[Option<i64>]| {
+        let mut v = ValueInfoProto::new();
+        v.name = name.to_owned();
+        let t = v.type_.mut_or_insert_default().mut_tensor_type();
+        t.elem_type = DataType::FLOAT as i32;
+        let s = t.shape.mut_or_insert_default();
+        for d in dims {
+            let mut dim = onnx_protobuf::tensor_shape_proto::Dimension::new();
+            match d {
+                Some(v) => dim.set_dim_value(*v),
+                None => dim.set_dim_param("batch".to_owned()),
+            }
+            s.dim.push(dim);
+        }
+        v
+    };
+    graph.input = vec![value("image", &[None, Some(3), Some(8), Some(8)])];
+    graph.output = vec![value("logits", &[None, Some(4)])];
+    let path = dir.join("tiny.onnx");
+    std::fs::write(&path, model.write_to_bytes().unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn batch_norm_reduce_mean_reshape_and_matmul_gradients_match_finite_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = OnnxModel::from_path(&tiny_graph(dir.path())).unwrap();
+    for (layer, seed) in [("mean", 80), ("logits", 90)] {
+        let worst = check(&mut model, &[3, 3, 8, 8], layer, seed);
+        eprintln!("tiny {layer}: worst {worst:.2e}");
+    }
+}
