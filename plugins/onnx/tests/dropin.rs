@@ -98,6 +98,15 @@ fn external_data_resolves_beside_the_model_not_the_working_directory() {
     let maps = external.run_maps(batch(1, 2).view(), &names).unwrap();
     assert_eq!(maps.layers[0].tensor.shape(), [1, 8, 8, 8]);
 
+    // Gradients run on the side file's weights too.
+    let weights =
+        Tensor::new(vec![3, 10], (0..30).map(|i| (i % 7) as f32 - 3.0).collect()).unwrap();
+    let (objective, grad) = external
+        .gradient(x.view(), "logits", weights.view())
+        .unwrap();
+    let (want_objective, want_grad) = plain.gradient(x.view(), "logits", weights.view()).unwrap();
+    assert_eq!((objective, grad), (want_objective, want_grad));
+
     // The decision layer reads its weights from the side file, and a repaired copy carries
     // its weights inline, running from anywhere.
     let mut layer = external.decision_layer().unwrap();
