@@ -33,7 +33,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1e-4
 # The middle layer of each model: a module whose output shiftscope records as a layer
 # (the block output, answered to by the layer's alias).
-MIDDLE = {"resnet18": "layer2.0", "mobilenet_v3_small": "features.6", "resnet50": "layer3.1"}
+MIDDLE = {
+    "resnet18": "layer2.0",
+    "resnet50": "layer3.1",
+    "mobilenet_v3_small": "features.6",
+    "efficientnet_b0": "features.4",
+    "densenet121": "features.denseblock2",
+    "convnext_tiny": "features.3",
+    "vit_b_16": "encoder.layers.encoder_layer_5",
+}
 
 
 def export(model, x, path, exporter):

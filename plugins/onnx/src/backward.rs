@@ -7,7 +7,9 @@
 //! weights `w` (`[B, neurons]`) a graph input: one session serves every neuron and class.
 //!
 //! This first set of rules covers the convolutional networks' ops: Conv (groups, strides,
-//! pads, dilations), Relu, Add of equal shapes, MaxPool (through its indices),
+//! pads, dilations), Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Add, Sub and
+//! Mul with broadcasting (the gradient summed back to each input's shape), Div by a constant,
+//! MaxPool (through its indices),
 //! GlobalAveragePool and ReduceMean over constant axes, BatchNormalization (inference), Gemm,
 //! MatMul by a constant, Flatten, Reshape, Identity and Dropout. An op on the path from the image to the
 //! objective without a rule is an error naming the op and the node, never a wrong gradient.
@@ -389,6 +391,44 @@ fn objective(
     Ok(seed)
 }
 
+/// `dy` (the gradient of `node`'s output) summed over the axes along which `input` was
+/// broadcast, in `input`'s shape. Both are batched (they depend on the image).
+fn unbroadcast(
+    b: &mut Builder,
+    forward: &Forward<'_>,
+    node: &NodeProto,
+    dy: &str,
+    input: &str,
+) -> Result<String, PluginError> {
+    let y = node.output.first().map(String::as_str).unwrap_or_default();
+    let x_shape = forward.shape(input, node)?;
+    let y_shape = forward.shape(y, node)?;
+    if x_shape == y_shape {
+        return Ok(dy.to_owned());
+    }
+    // Right-aligned, as ONNX broadcasts; axis 0 is the batch, the same on both sides.
+    let offset = y_shape.len().checked_sub(x_shape.len()).ok_or_else(|| {
+        bad(
+            forward.path,
+            format!(
+                "{} node '{}': input '{input}' outranks the output",
+                node.op_type, node.name
+            ),
+        )
+    })?;
+    let axes: Vec<i64> = (0..y_shape.len())
+        .filter(|&a| a < offset || x_shape[a - offset] == 1 && y_shape[a] != 1)
+        .map(|a| a as i64 + 1)
+        .collect();
+    if axes.is_empty() {
+        return Ok(dy.to_owned());
+    }
+    let axes = b.ints(&axes);
+    let summed = b.node("ReduceSum", &[dy, &axes], vec![int_attr("keepdims", 1)]);
+    let shape = b.node("Shape", &[input], vec![]);
+    Ok(b.node("Reshape", &[&summed, &shape], vec![]))
+}
+
 /// The gradient contributions of `node`'s inputs that depend on the image, given `dy` of its
 /// (first) output.
 fn rule(
@@ -443,18 +483,125 @@ fn rule(
             let shape = b.node("Shape", &[x], vec![]);
             out.extend(needs(0).map(|t| (t, b.node("Reshape", &[dy, &shape], vec![]))));
         }
-        "Add" => {
-            let y = node.output.first().map(String::as_str).unwrap_or_default();
+        "Add" | "Sub" => {
             for i in 0..2 {
                 if let Some(t) = needs(i) {
-                    if forward.shapes.get(&t) != forward.shapes.get(y)
-                        || !forward.shapes.contains_key(y)
-                    {
-                        return Err(no_rule(" that broadcasts an image-dependent input"));
+                    let mut dx = unbroadcast(b, forward, node, dy, &t)?;
+                    if i == 1 && node.op_type == "Sub" {
+                        dx = b.node("Neg", &[&dx], vec![]);
                     }
-                    out.push((t, dy.to_owned()));
+                    out.push((t, dx));
                 }
             }
+        }
+        "Mul" => {
+            for i in 0..2 {
+                if let Some(t) = needs(i) {
+                    let other = node.input[1 - i].as_str();
+                    let product = b.node("Mul", &[dy, other], vec![]);
+                    out.push((t.clone(), unbroadcast(b, forward, node, &product, &t)?));
+                }
+            }
+        }
+        "Div" => {
+            if needs(1).is_some() {
+                return Err(no_rule(" by an image-dependent divisor"));
+            }
+            if let Some(t) = needs(0) {
+                let quotient = b.node("Div", &[dy, node.input[1].as_str()], vec![]);
+                out.push((t.clone(), unbroadcast(b, forward, node, &quotient, &t)?));
+            }
+        }
+        "Sigmoid" | "Tanh" => {
+            let y = node.output.first().map(String::as_str).unwrap_or_default();
+            let one = b.scalar(1.0);
+            // σ' = y (1 − y); tanh' = 1 − y².
+            let slope = if node.op_type == "Sigmoid" {
+                let rest = b.node("Sub", &[&one, y], vec![]);
+                b.node("Mul", &[y, &rest], vec![])
+            } else {
+                let square = b.node("Mul", &[y, y], vec![]);
+                b.node("Sub", &[&one, &square], vec![])
+            };
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[dy, &slope], vec![]))));
+        }
+        "HardSigmoid" | "HardSwish" => {
+            // HardSigmoid: clip(αx + β, 0, 1); HardSwish: x · HardSigmoid(x) with α = 1/6.
+            let (alpha, beta) = if node.op_type == "HardSwish" {
+                (1.0 / 6.0, 0.5)
+            } else {
+                (
+                    attr(node, "alpha").map_or(0.2, |a| a.f),
+                    attr(node, "beta").map_or(0.5, |a| a.f),
+                )
+            };
+            let a = b.scalar(alpha);
+            let c = b.scalar(beta);
+            let scaled = b.node("Mul", &[x, &a], vec![]);
+            let line = b.node("Add", &[&scaled, &c], vec![]);
+            let zero = b.scalar(0.0);
+            let one = b.scalar(1.0);
+            let above = b.node("Greater", &[&line, &zero], vec![]);
+            let below = b.node("Less", &[&line, &one], vec![]);
+            let inside = b.node("And", &[&above, &below], vec![]);
+            let mask = b.node(
+                "Cast",
+                &[&inside],
+                vec![int_attr("to", DataType::FLOAT as i64)],
+            );
+            let slope = b.node("Mul", &[&mask, &a], vec![]);
+            let slope = if node.op_type == "HardSwish" {
+                // d/dx x·h(x) = h(x) + x·h'(x).
+                let h = b.node(
+                    "HardSigmoid",
+                    &[x],
+                    vec![float_attr("alpha", alpha), float_attr("beta", beta)],
+                );
+                let xs = b.node("Mul", &[x, &slope], vec![]);
+                b.node("Add", &[&h, &xs], vec![])
+            } else {
+                slope
+            };
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[dy, &slope], vec![]))));
+        }
+        "Clip" => {
+            if (1..node.input.len()).any(|i| needs(i).is_some()) {
+                return Err(no_rule(" with image-dependent bounds"));
+            }
+            // Inside the bounds the slope is 1, outside 0 (as PyTorch's hardtanh/relu6).
+            let bound = |i: usize, attribute: &str, b: &mut Builder| -> Option<String> {
+                match node.input.get(i).filter(|n| !n.is_empty()) {
+                    Some(name) => Some(name.clone()),
+                    None => attr(node, attribute).map(|a| b.scalar(a.f)),
+                }
+            };
+            let mut mask: Option<String> = None;
+            for (i, attribute, op) in [(1, "min", "Greater"), (2, "max", "Less")] {
+                if let Some(limit) = bound(i, attribute, b) {
+                    let side = b.node(op, &[x, &limit], vec![]);
+                    mask = Some(match mask {
+                        Some(m) => b.node("And", &[&m, &side], vec![]),
+                        None => side,
+                    });
+                }
+            }
+            let dx = match mask {
+                Some(m) => {
+                    let m = b.node("Cast", &[&m], vec![int_attr("to", DataType::FLOAT as i64)]);
+                    b.node("Mul", &[dy, &m], vec![])
+                }
+                None => dy.to_owned(),
+            };
+            out.extend(needs(0).map(|t| (t, dx)));
+        }
+        "LeakyRelu" => {
+            let alpha = attr(node, "alpha").map_or(0.01, |a| a.f);
+            let zero = b.scalar(0.0);
+            let positive = b.node("Greater", &[x, &zero], vec![]);
+            let one = b.scalar(1.0);
+            let small = b.scalar(alpha);
+            let slope = b.node("Where", &[&positive, &one, &small], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[dy, &slope], vec![]))));
         }
         "ReduceMean" => {
             only_first()?;

@@ -150,14 +150,17 @@ fn an_op_without_a_rule_and_bad_weights_are_named() {
     assert!(e.contains("no layer 'nope'"), "{e}");
 }
 
-/// A tiny graph of the rules the CNNs above do not reach: BatchNormalization, ReduceMean
-/// (axes as an input, keepdims 0), Reshape, Identity, MatMul by a constant and a bias Add.
-fn tiny_graph(dir: &std::path::Path) -> PathBuf {
+mod tiny {
+    //! Small graphs the tests write, one rule family each.
+    use std::path::{Path, PathBuf};
+
     use onnx_protobuf::{
         AttributeProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
         ValueInfoProto, attribute_proto::AttributeType, tensor_proto::DataType,
     };
-    let floats = |name: &str, dims: &[i64], seed: u64, low: f32, high: f32| {
+    use shiftscope_sdk::rng::SplitMix64;
+
+    pub(crate) fn floats(name: &str, dims: &[i64], seed: u64, low: f32, high: f32) -> TensorProto {
         let n: i64 = dims.iter().product();
         let mut rng = SplitMix64::new(seed);
         let mut t = TensorProto::new();
@@ -168,18 +171,23 @@ fn tiny_graph(dir: &std::path::Path) -> PathBuf {
             .flat_map(|_| rng.uniform(low, high).to_le_bytes())
             .collect();
         t
-    };
-    let mut axes = TensorProto::new();
-    axes.name = "axes".to_owned();
-    axes.data_type = DataType::INT64 as i32;
-    axes.dims = vec![2];
-    axes.int64_data = vec![2, 3];
-    let mut shape = TensorProto::new();
-    shape.name = "shape".to_owned();
-    shape.data_type = DataType::INT64 as i32;
-    shape.dims = vec![2];
-    shape.int64_data = vec![-1, 3];
-    let node = |op: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>| {
+    }
+
+    pub(crate) fn int64s(name: &str, values: &[i64]) -> TensorProto {
+        let mut t = TensorProto::new();
+        t.name = name.to_owned();
+        t.data_type = DataType::INT64 as i32;
+        t.dims = vec![values.len() as i64];
+        t.int64_data = values.to_vec();
+        t
+    }
+
+    pub(crate) fn node(
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attrs: Vec<AttributeProto>,
+    ) -> NodeProto {
         let mut n = NodeProto::new();
         n.op_type = op.to_owned();
         n.name = output.to_owned();
@@ -187,42 +195,17 @@ fn tiny_graph(dir: &std::path::Path) -> PathBuf {
         n.output = vec![output.to_owned()];
         n.attribute = attrs;
         n
-    };
-    let mut keepdims = AttributeProto::new();
-    keepdims.name = "keepdims".to_owned();
-    keepdims.type_ = AttributeType::INT.into();
-    keepdims.i = 0;
-    let mut model = ModelProto::new();
-    model.ir_version = 8;
-    let mut opset = OperatorSetIdProto::new();
-    opset.version = 18;
-    model.opset_import.push(opset);
-    let graph = model.graph.mut_or_insert_default();
-    graph.name = "tiny".to_owned();
-    graph.node = vec![
-        node(
-            "BatchNormalization",
-            &["image", "s", "b", "m", "v"],
-            "bn",
-            vec![],
-        ),
-        node("ReduceMean", &["bn", "axes"], "mean", vec![keepdims]),
-        node("Reshape", &["mean", "shape"], "flat", vec![]),
-        node("Identity", &["flat"], "features", vec![]),
-        node("MatMul", &["features", "w"], "mm", vec![]),
-        node("Add", &["mm", "bias"], "logits", vec![]),
-    ];
-    graph.initializer = vec![
-        floats("s", &[3], 1, 0.5, 2.0),
-        floats("b", &[3], 2, -1.0, 1.0),
-        floats("m", &[3], 3, -1.0, 1.0),
-        floats("v", &[3], 4, 0.5, 2.0),
-        floats("w", &[3, 4], 5, -1.0, 1.0),
-        floats("bias", &[4], 6, -1.0, 1.0),
-        axes,
-        shape,
-    ];
-    let value = |name: &str, dims: &[Option<i64>]| {
+    }
+
+    pub(crate) fn int_attr(name: &str, value: i64) -> AttributeProto {
+        let mut a = AttributeProto::new();
+        a.name = name.to_owned();
+        a.type_ = AttributeType::INT.into();
+        a.i = value;
+        a
+    }
+
+    fn value(name: &str, dims: &[Option<i64>]) -> ValueInfoProto {
         let mut v = ValueInfoProto::new();
         v.name = name.to_owned();
         let t = v.type_.mut_or_insert_default().mut_tensor_type();
@@ -237,12 +220,124 @@ fn tiny_graph(dir: &std::path::Path) -> PathBuf {
             s.dim.push(dim);
         }
         v
-    };
-    graph.input = vec![value("image", &[None, Some(3), Some(8), Some(8)])];
-    graph.output = vec![value("logits", &[None, Some(4)])];
-    let path = dir.join("tiny.onnx");
-    std::fs::write(&path, model.write_to_bytes().unwrap()).unwrap();
-    path
+    }
+
+    /// Writes a model of `nodes` from `image` `[N, 3, 8, 8]` to `logits` `[N, classes]`.
+    pub(crate) fn write(
+        dir: &Path,
+        name: &str,
+        nodes: Vec<NodeProto>,
+        initializers: Vec<TensorProto>,
+        classes: i64,
+    ) -> PathBuf {
+        let mut model = ModelProto::new();
+        model.ir_version = 8;
+        let mut opset = OperatorSetIdProto::new();
+        opset.version = 18;
+        model.opset_import.push(opset);
+        let graph = model.graph.mut_or_insert_default();
+        graph.name = name.to_owned();
+        graph.node = nodes;
+        graph.initializer = initializers;
+        graph.input = vec![value("image", &[None, Some(3), Some(8), Some(8)])];
+        graph.output = vec![value("logits", &[None, Some(classes)])];
+        let path = dir.join(format!("{name}.onnx"));
+        std::fs::write(&path, model.write_to_bytes().unwrap()).unwrap();
+        path
+    }
+}
+
+/// A tiny graph of the rules the CNNs above do not reach: BatchNormalization, ReduceMean
+/// (axes as an input, keepdims 0), Reshape, Identity, MatMul by a constant and a bias Add.
+fn tiny_graph(dir: &std::path::Path) -> PathBuf {
+    use tiny::{floats, int_attr, int64s, node};
+    tiny::write(
+        dir,
+        "tiny",
+        vec![
+            node(
+                "BatchNormalization",
+                &["image", "s", "b", "m", "v"],
+                "bn",
+                vec![],
+            ),
+            node(
+                "ReduceMean",
+                &["bn", "axes"],
+                "mean",
+                vec![int_attr("keepdims", 0)],
+            ),
+            node("Reshape", &["mean", "shape"], "flat", vec![]),
+            node("Identity", &["flat"], "features", vec![]),
+            node("MatMul", &["features", "w"], "mm", vec![]),
+            node("Add", &["mm", "bias"], "logits", vec![]),
+        ],
+        vec![
+            floats("s", &[3], 1, 0.5, 2.0),
+            floats("b", &[3], 2, -1.0, 1.0),
+            floats("m", &[3], 3, -1.0, 1.0),
+            floats("v", &[3], 4, 0.5, 2.0),
+            floats("w", &[3, 4], 5, -1.0, 1.0),
+            floats("bias", &[4], 6, -1.0, 1.0),
+            int64s("axes", &[2, 3]),
+            int64s("shape", &[-1, 3]),
+        ],
+        4,
+    )
+}
+
+/// The element-wise rules of MobileNet and EfficientNet: Sigmoid, x·σ(x) (Mul of two
+/// image-dependent inputs), HardSwish, a squeeze-and-excitation HardSigmoid broadcast back
+/// by Mul, Clip (ReLU6), Sub and Div by constants, Tanh, LeakyRelu.
+fn elementwise_graph(dir: &std::path::Path) -> PathBuf {
+    use tiny::{floats, int_attr, int64s, node};
+    let mut six = tiny::floats("six", &[], 0, 6.0, 6.0);
+    six.raw_data = 6.0f32.to_le_bytes().to_vec();
+    let mut zero = tiny::floats("zero", &[], 0, 0.0, 0.0);
+    zero.raw_data = 0.0f32.to_le_bytes().to_vec();
+    tiny::write(
+        dir,
+        "elementwise",
+        vec![
+            node("Sigmoid", &["image"], "sig", vec![]),
+            node("Mul", &["image", "sig"], "silu", vec![]),
+            node("HardSwish", &["silu"], "hswish", vec![]),
+            node("GlobalAveragePool", &["hswish"], "squeeze", vec![]),
+            node("HardSigmoid", &["squeeze"], "excite", vec![]),
+            node("Mul", &["hswish", "excite"], "se", vec![]),
+            node("Clip", &["se", "zero", "six"], "relu6", vec![]),
+            node("Sub", &["relu6", "centre"], "centred", vec![]),
+            node("Div", &["centred", "spread"], "scaled", vec![]),
+            node("Tanh", &["scaled"], "tanh", vec![]),
+            node("LeakyRelu", &["tanh"], "leaky", vec![]),
+            node(
+                "ReduceMean",
+                &["leaky", "axes"],
+                "pooled",
+                vec![int_attr("keepdims", 0)],
+            ),
+            node("Add", &["pooled", "bias"], "logits", vec![]),
+        ],
+        vec![
+            floats("centre", &[3, 1, 1], 7, 0.0, 0.5),
+            floats("spread", &[], 8, 0.3, 0.6),
+            floats("bias", &[3], 9, -1.0, 1.0),
+            int64s("axes", &[2, 3]),
+            six,
+            zero,
+        ],
+        3,
+    )
+}
+
+#[test]
+fn elementwise_gradients_match_finite_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = OnnxModel::from_path(&elementwise_graph(dir.path())).unwrap();
+    for (layer, seed) in [("se", 100), ("logits", 110)] {
+        let worst = check(&mut model, &[2, 3, 8, 8], layer, seed);
+        eprintln!("elementwise {layer}: worst {worst:.2e}");
+    }
 }
 
 #[test]
