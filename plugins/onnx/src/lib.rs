@@ -660,7 +660,8 @@ impl OnnxModel {
                 kind,
             };
             let bytes = backward::gradient_model(&forward, &target)?;
-            // Without graph optimisation: the rules' ops stay as written.
+            // Basic optimisation only (constant folding, redundant nodes): no fusion
+            // rewrites the forward ops the rules read.
             let session =
                 self.build_session(&bytes, self.device, GraphOptimizationLevel::Level1)?;
             self.gradient_sessions.insert(tensor.clone(), session);

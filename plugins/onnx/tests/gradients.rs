@@ -291,9 +291,9 @@ fn tiny_graph(dir: &std::path::Path) -> PathBuf {
 /// by Mul, Clip (ReLU6), Sub and Div by constants, Tanh, LeakyRelu.
 fn elementwise_graph(dir: &std::path::Path) -> PathBuf {
     use tiny::{floats, int_attr, int64s, node};
-    let mut six = tiny::floats("six", &[], 0, 6.0, 6.0);
+    let mut six = floats("six", &[], 0, 6.0, 6.0);
     six.raw_data = 6.0f32.to_le_bytes().to_vec();
-    let mut zero = tiny::floats("zero", &[], 0, 0.0, 0.0);
+    let mut zero = floats("zero", &[], 0, 0.0, 0.0);
     zero.raw_data = 0.0f32.to_le_bytes().to_vec();
     tiny::write(
         dir,
