@@ -67,7 +67,8 @@ def torch_gradient(model, x, module, w):
     if handle is not None:
         handle.remove()
         a = captured["a"]
-        a = a.mean(dim=(2, 3)) if a.dim() == 4 else a
+        # Pooled as shiftscope records: conv maps by their spatial mean, tokens by theirs.
+        a = a.mean(dim=(2, 3)) if a.dim() == 4 else a.mean(dim=1) if a.dim() == 3 else a
     else:
         a = logits
     objective = (a * w).sum()
@@ -110,7 +111,8 @@ def main():
                         logits = model(x)
                         if module:
                             h.remove()
-                        width = (captured["a"].shape[1] if module else logits.shape[1])
+                        a = captured["a"] if module else logits
+                        width = a.shape[-1] if a.dim() == 3 else a.shape[1]
                     w = torch.randn(n, width)
                     want = torch_gradient(model, x, module, w)
                     x.numpy().astype("<f4").tofile(tmp / "x.f32")

@@ -11,7 +11,10 @@
 //! Mul with broadcasting (the gradient summed back to each input's shape), Div by a constant,
 //! MaxPool (through its indices),
 //! GlobalAveragePool and ReduceMean over constant axes, BatchNormalization (inference), Gemm,
-//! MatMul by a constant, Flatten, Reshape, Identity and Dropout. An op on the path from the image to the
+//! MatMul (batched, broadcast, either operand the image's), Flatten, Reshape, Squeeze, Unsqueeze,
+//! Transpose, Concat, Split, Slice, Gather of one index (the class token), Softmax,
+//! LayerNormalization, Gelu, Erf, Sqrt, Pow by a constant, Neg, ReduceSum, Cast, Identity and
+//! Dropout; shape arithmetic is constant. An op on the path from the image to the
 //! objective without a rule is an error naming the op and the node, never a wrong gradient.
 
 use std::collections::{HashMap, HashSet};
@@ -180,10 +183,10 @@ impl Forward<'_> {
             .find(|t| t.name == name)
     }
 
-    /// The int64 values of a constant tensor: an initialiser or a Constant node's value.
-    fn int64s(&self, name: &str) -> Option<Vec<i64>> {
+    /// A constant tensor: an initialiser or a Constant node's value.
+    fn constant(&self, name: &str) -> Option<&TensorProto> {
         let graph = self.model.graph.as_ref()?;
-        let t = graph
+        graph
             .initializer
             .iter()
             .find(|t| t.name == name)
@@ -196,7 +199,12 @@ impl Forward<'_> {
                     })
                     .and_then(|n| attr(n, "value"))
                     .and_then(|a| a.t.as_ref())
-            })?;
+            })
+    }
+
+    /// The int64 values of a constant tensor.
+    fn int64s(&self, name: &str) -> Option<Vec<i64>> {
+        let t = self.constant(name)?;
         if t.data_type != DataType::INT64 as i32 {
             return None;
         }
@@ -251,9 +259,20 @@ pub(crate) fn gradient_model(
         .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
         .collect();
     // Tensors that depend on the image.
+    // Tensors that depend on the image, as floats: shape arithmetic (Shape, Size, casts to
+    // integers, comparisons) is constant for the gradient.
     let mut live: HashSet<&str> = HashSet::from([forward.input]);
     for n in &graph.node {
-        if n.input.iter().any(|i| live.contains(i.as_str())) {
+        let integer = match n.op_type.as_str() {
+            "Shape" | "Size" | "Equal" | "Greater" | "Less" | "GreaterOrEqual" | "LessOrEqual"
+            | "Not" | "And" | "Or" | "ArgMax" | "ArgMin" | "NonZero" => true,
+            "Cast" => !matches!(
+                int(n, "to", 0),
+                1 | 10 | 11 | 16 // float, float16, double, bfloat16
+            ),
+            _ => false,
+        };
+        if !integer && n.input.iter().any(|i| live.contains(i.as_str())) {
             live.extend(n.output.iter().map(String::as_str));
         }
     }
@@ -279,20 +298,42 @@ pub(crate) fn gradient_model(
         ));
     };
     for node in graph.node[..=last].iter().rev() {
-        let Some(out) = node.output.first() else {
+        // The gradient of each output (several for Split), summed over its readers.
+        let mut dys: Vec<Option<String>> = Vec::with_capacity(node.output.len());
+        for out in &node.output {
+            dys.push(
+                grads
+                    .remove(out)
+                    .map(|contributions| match contributions.as_slice() {
+                        [one] => one.clone(),
+                        many => {
+                            let inputs: Vec<&str> = many.iter().map(String::as_str).collect();
+                            b.node("Sum", &inputs, vec![])
+                        }
+                    }),
+            );
+        }
+        if dys.iter().all(Option::is_none) {
             continue;
-        };
-        let Some(contributions) = grads.remove(out) else {
+        }
+        // Constants (no input depends on the image) need no gradient.
+        if !node.input.iter().any(|i| live.contains(i.as_str())) {
             continue;
-        };
-        let dy = match contributions.as_slice() {
-            [one] => one.clone(),
-            many => {
-                let inputs: Vec<&str> = many.iter().map(String::as_str).collect();
-                b.node("Sum", &inputs, vec![])
+        }
+        let dy = match &dys[0] {
+            Some(dy) => dy.clone(),
+            None if node.op_type == "Split" => String::new(),
+            None => {
+                return Err(bad(
+                    forward.path,
+                    format!(
+                        "{} node '{}': its first output has no gradient but another has",
+                        node.op_type, node.name
+                    ),
+                ));
             }
         };
-        for (input, dx) in rule(&mut b, forward, node, &dy, &live)? {
+        for (input, dx) in rule(&mut b, forward, node, &dy, &dys, &live)? {
             grads.entry(input).or_default().push(dx);
         }
     }
@@ -436,6 +477,7 @@ fn rule(
     forward: &Forward<'_>,
     node: &NodeProto,
     dy: &str,
+    dys: &[Option<String>],
     live: &HashSet<&str>,
 ) -> Result<Vec<(String, String)>, PluginError> {
     let needs = |i: usize| {
@@ -467,6 +509,288 @@ fn rule(
     match node.op_type.as_str() {
         "Identity" | "Dropout" => {
             out.extend(needs(0).map(|t| (t, dy.to_owned())));
+        }
+        "Cast" => {
+            // Float to float only: integer casts are shape arithmetic, never live.
+            out.extend(needs(0).map(|t| (t, dy.to_owned())));
+        }
+        "Neg" => {
+            out.extend(needs(0).map(|t| (t, b.node("Neg", &[dy], vec![]))));
+        }
+        "Squeeze" | "Unsqueeze" => {
+            let shape = b.node("Shape", &[x], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Reshape", &[dy, &shape], vec![]))));
+        }
+        "Transpose" => {
+            let rank = forward.shape(x, node)?.len() + 1;
+            let perm = ints(node, "perm").unwrap_or_else(|| (0..rank as i64).rev().collect());
+            let mut inverse = vec![0i64; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                if let Some(slot) = usize::try_from(p).ok().and_then(|p| inverse.get_mut(p)) {
+                    *slot = i as i64;
+                }
+            }
+            let dx = b.node("Transpose", &[dy], vec![ints_attr("perm", &inverse)]);
+            out.extend(needs(0).map(|t| (t, dx)));
+        }
+        "Concat" => {
+            let rank = node
+                .output
+                .first()
+                .map(|y| forward.shape(y, node).map(|s| s.len() as i64 + 1))
+                .transpose()?
+                .unwrap_or(0);
+            let axis = int(node, "axis", 0);
+            let axis = if axis < 0 { axis + rank } else { axis };
+            let mut start = 0i64;
+            for (i, input) in node.input.iter().enumerate() {
+                let size = match forward.shapes.get(input) {
+                    Some(shape) if axis >= 1 => shape[axis as usize - 1] as i64,
+                    _ => {
+                        // A constant input (the class token) of unknown shape: take it from
+                        // its initialiser.
+                        let dims = forward
+                            .initializer(input)
+                            .map(|t| t.dims.clone())
+                            .ok_or_else(|| {
+                                no_rule(&format!(" (the size of '{input}' is unknown)"))
+                            })?;
+                        let offset = rank as usize - dims.len();
+                        (axis as usize)
+                            .checked_sub(offset)
+                            .and_then(|a| dims.get(a).copied())
+                            .ok_or_else(|| no_rule(" along the batch"))?
+                    }
+                };
+                if needs(i).is_some() {
+                    let starts = b.ints(&[start]);
+                    let ends = b.ints(&[start + size]);
+                    let axes = b.ints(&[axis]);
+                    let piece = b.node("Slice", &[dy, &starts, &ends, &axes], vec![]);
+                    out.push((input.clone(), piece));
+                }
+                start += size;
+            }
+        }
+        "Split" => {
+            // The outputs' gradients side by side again; zeros for an unused output.
+            let mut pieces = Vec::new();
+            for (k, y) in node.output.iter().enumerate() {
+                match dys.get(k).cloned().flatten() {
+                    Some(g) => pieces.push(g),
+                    None => {
+                        let shape = b.node("Shape", &[y], vec![]);
+                        pieces.push(b.node("ConstantOfShape", &[&shape], vec![]));
+                    }
+                }
+            }
+            let rank = forward.shape(x, node)?.len() as i64 + 1;
+            let axis = int(node, "axis", 0);
+            let axis = if axis < 0 { axis + rank } else { axis };
+            let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+            let dx = b.node("Concat", &refs, vec![int_attr("axis", axis)]);
+            out.extend(needs(0).map(|t| (t, dx)));
+        }
+        "Slice" => {
+            only_first()?;
+            let shape = forward.shape(x, node)?;
+            let rank = shape.len() + 1;
+            let read = |i: usize| {
+                node.input
+                    .get(i)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| forward.int64s(n))
+            };
+            let (Some(Some(starts)), Some(Some(ends))) = (read(1), read(2)) else {
+                return Err(no_rule(" with computed bounds"));
+            };
+            let axes = match read(3) {
+                Some(Some(axes)) => axes,
+                Some(None) => return Err(no_rule(" with computed axes")),
+                None => (0..starts.len() as i64).collect(),
+            };
+            if let Some(steps) = read(4)
+                && steps.is_none_or(|s| s.iter().any(|&s| s != 1))
+            {
+                return Err(no_rule(" with steps other than 1"));
+            }
+            // The gradient padded back with zeros where the slice cut.
+            let mut pads = vec![0i64; 2 * rank];
+            for ((&start, &end), &axis) in starts.iter().zip(&ends).zip(&axes) {
+                let axis = if axis < 0 { axis + rank as i64 } else { axis };
+                if axis < 1 {
+                    return Err(no_rule(" along the batch"));
+                }
+                let dim = shape[axis as usize - 1] as i64;
+                let clamp = |v: i64| if v < 0 { (v + dim).max(0) } else { v.min(dim) };
+                let (s0, e0) = (clamp(start), clamp(end));
+                pads[axis as usize] = s0;
+                pads[axis as usize + rank] = dim - e0.max(s0);
+            }
+            let pads = b.ints(&pads);
+            out.extend(needs(0).map(|t| (t, b.node("Pad", &[dy, &pads], vec![]))));
+        }
+        "Gather" => {
+            only_first()?;
+            let shape = forward.shape(x, node)?;
+            let rank = shape.len() as i64 + 1;
+            let axis = int(node, "axis", 0);
+            let axis = if axis < 0 { axis + rank } else { axis };
+            let indices = node.input.get(1).map(String::as_str).unwrap_or_default();
+            let scalar = forward.constant(indices).map(|t| t.dims.is_empty());
+            let values = forward.int64s(indices);
+            let (Some(scalar), Some(&[index])) = (scalar, values.as_deref()) else {
+                return Err(no_rule(" with indices other than one constant"));
+            };
+            if axis < 1 {
+                return Err(no_rule(" along the batch"));
+            }
+            let dim = shape[axis as usize - 1] as i64;
+            let index = if index < 0 { index + dim } else { index };
+            // The picked slice back in place: unsqueezed (a scalar index drops the axis),
+            // then zeros around it.
+            let lifted = if scalar {
+                let at = b.ints(&[axis]);
+                b.node("Unsqueeze", &[dy, &at], vec![])
+            } else {
+                dy.to_owned()
+            };
+            let mut pads = vec![0i64; 2 * rank as usize];
+            pads[axis as usize] = index;
+            pads[axis as usize + rank as usize] = dim - index - 1;
+            let pads = b.ints(&pads);
+            out.extend(needs(0).map(|t| (t, b.node("Pad", &[&lifted, &pads], vec![]))));
+        }
+        "Softmax" => {
+            // dx = y ⊙ (dy − Σ_axis dy ⊙ y).
+            let y = node.output.first().map(String::as_str).unwrap_or_default();
+            let rank = forward.shape(x, node)?.len() as i64 + 1;
+            let axis = int(node, "axis", -1);
+            let axis = if axis < 0 { axis + rank } else { axis };
+            let product = b.node("Mul", &[dy, y], vec![]);
+            let axes = b.ints(&[axis]);
+            let sum = b.node(
+                "ReduceSum",
+                &[&product, &axes],
+                vec![int_attr("keepdims", 1)],
+            );
+            let centred = b.node("Sub", &[dy, &sum], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[y, &centred], vec![]))));
+        }
+        "LayerNormalization" => {
+            only_first()?;
+            if node.output.len() > 1 {
+                return Err(no_rule(" with its mean and inverse deviation as outputs"));
+            }
+            let shape = forward.shape(x, node)?;
+            let rank = shape.len() as i64 + 1;
+            let axis = int(node, "axis", -1);
+            let axis = if axis < 0 { axis + rank } else { axis };
+            if axis < 1 {
+                return Err(no_rule(" over the batch"));
+            }
+            let eps = attr(node, "epsilon").map_or(1e-5, |a| a.f);
+            let axes: Vec<i64> = (axis..rank).collect();
+            let count: usize = shape[axis as usize - 1..].iter().product();
+            let axes = b.ints(&axes);
+            let inverse_count = b.scalar(1.0 / count as f32);
+            let mean = |b: &mut Builder, t: &str| {
+                let sum = b.node("ReduceSum", &[t, &axes], vec![int_attr("keepdims", 1)]);
+                b.node("Mul", &[&sum, &inverse_count], vec![])
+            };
+            let mu = mean(b, x);
+            let centred = b.node("Sub", &[x, &mu], vec![]);
+            let square = b.node("Mul", &[&centred, &centred], vec![]);
+            let variance = mean(b, &square);
+            let epsilon = b.scalar(eps);
+            let shifted = b.node("Add", &[&variance, &epsilon], vec![]);
+            let sigma = b.node("Sqrt", &[&shifted], vec![]);
+            let normalised = b.node("Div", &[&centred, &sigma], vec![]);
+            // g = dy ⊙ scale; dx = (g − mean(g) − x̂ ⊙ mean(g ⊙ x̂)) / σ.
+            let scale = node.input.get(1).map(String::as_str).unwrap_or_default();
+            let g = b.node("Mul", &[dy, scale], vec![]);
+            let g_mean = mean(b, &g);
+            let gx = b.node("Mul", &[&g, &normalised], vec![]);
+            let gx_mean = mean(b, &gx);
+            let along = b.node("Mul", &[&normalised, &gx_mean], vec![]);
+            let first = b.node("Sub", &[&g, &g_mean], vec![]);
+            let inner = b.node("Sub", &[&first, &along], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Div", &[&inner, &sigma], vec![]))));
+        }
+        "Gelu" => {
+            if attr(node, "approximate").is_some_and(|a| a.s == b"tanh") {
+                return Err(no_rule(" with the tanh approximation"));
+            }
+            // d/dx x·Φ(x) = Φ(x) + x·φ(x).
+            let root_half = b.scalar(std::f32::consts::FRAC_1_SQRT_2);
+            let scaled = b.node("Mul", &[x, &root_half], vec![]);
+            let erf = b.node("Erf", &[&scaled], vec![]);
+            let one = b.scalar(1.0);
+            let half = b.scalar(0.5);
+            let shifted = b.node("Add", &[&erf, &one], vec![]);
+            let cdf = b.node("Mul", &[&shifted, &half], vec![]);
+            let square = b.node("Mul", &[x, x], vec![]);
+            let minus_half = b.scalar(-0.5);
+            let exponent = b.node("Mul", &[&square, &minus_half], vec![]);
+            let gauss = b.node("Exp", &[&exponent], vec![]);
+            let norm = b.scalar(1.0 / (2.0 * std::f32::consts::PI).sqrt());
+            let pdf = b.node("Mul", &[&gauss, &norm], vec![]);
+            let xpdf = b.node("Mul", &[x, &pdf], vec![]);
+            let slope = b.node("Add", &[&cdf, &xpdf], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[dy, &slope], vec![]))));
+        }
+        "Erf" => {
+            // erf'(x) = 2/√π · exp(−x²).
+            let square = b.node("Mul", &[x, x], vec![]);
+            let negative = b.node("Neg", &[&square], vec![]);
+            let gauss = b.node("Exp", &[&negative], vec![]);
+            let norm = b.scalar(std::f32::consts::FRAC_2_SQRT_PI);
+            let slope = b.node("Mul", &[&gauss, &norm], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[dy, &slope], vec![]))));
+        }
+        "Sqrt" => {
+            let y = node.output.first().map(String::as_str).unwrap_or_default();
+            let half = b.scalar(0.5);
+            let slope = b.node("Div", &[&half, y], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[dy, &slope], vec![]))));
+        }
+        "Pow" => {
+            if needs(1).is_some() {
+                return Err(no_rule(" with an image-dependent exponent"));
+            }
+            // d/dx x^c = c · x^(c − 1).
+            let c = node.input.get(1).map(String::as_str).unwrap_or_default();
+            let one = b.scalar(1.0);
+            let lower = b.node("Sub", &[c, &one], vec![]);
+            let power = b.node("Pow", &[x, &lower], vec![]);
+            let slope = b.node("Mul", &[&power, c], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[dy, &slope], vec![]))));
+        }
+        "ReduceSum" => {
+            only_first()?;
+            let shape = forward.shape(x, node)?;
+            let rank = shape.len() as i64 + 1;
+            let axes = match node.input.get(1).filter(|a| !a.is_empty()) {
+                Some(a) => forward
+                    .int64s(a)
+                    .ok_or_else(|| no_rule(" whose axes are computed"))?,
+                None => ints(node, "axes").unwrap_or_else(|| (0..rank).collect()),
+            };
+            let axes: Vec<i64> = axes
+                .iter()
+                .map(|&a| if a < 0 { a + rank } else { a })
+                .collect();
+            if axes.contains(&0) {
+                return Err(no_rule(" over the batch"));
+            }
+            let kept = if int(node, "keepdims", 1) == 0 {
+                let at = b.ints(&axes);
+                b.node("Unsqueeze", &[dy, &at], vec![])
+            } else {
+                dy.to_owned()
+            };
+            let full = b.node("Shape", &[x], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Expand", &[&kept, &full], vec![]))));
         }
         "Relu" => {
             let zero = b.scalar(0.0);
@@ -504,12 +828,17 @@ fn rule(
             }
         }
         "Div" => {
-            if needs(1).is_some() {
-                return Err(no_rule(" by an image-dependent divisor"));
-            }
+            let divisor = node.input[1].as_str();
+            let quotient = b.node("Div", &[dy, divisor], vec![]);
             if let Some(t) = needs(0) {
-                let quotient = b.node("Div", &[dy, node.input[1].as_str()], vec![]);
                 out.push((t.clone(), unbroadcast(b, forward, node, &quotient, &t)?));
+            }
+            if let Some(t) = needs(1) {
+                // d(a/b)/db = −a/b² = −y/b.
+                let y = node.output.first().map(String::as_str).unwrap_or_default();
+                let product = b.node("Mul", &[&quotient, y], vec![]);
+                let negative = b.node("Neg", &[&product], vec![]);
+                out.push((t.clone(), unbroadcast(b, forward, node, &negative, &t)?));
             }
         }
         "Sigmoid" | "Tanh" => {
@@ -766,16 +1095,35 @@ fn rule(
             out.extend(needs(0).map(|t| (t, dx)));
         }
         "MatMul" => {
-            only_first()?;
-            let Some(w) = node.input.get(1).and_then(|w| forward.initializer(w)) else {
-                return Err(no_rule(" by a computed matrix"));
+            // dA = dY · Bᵀ, dB = Aᵀ · dY (last two axes), summed back over broadcast batches.
+            let rank_of = |t: &str| -> Option<usize> {
+                forward
+                    .shapes
+                    .get(t)
+                    .map(|s| s.len() + 1)
+                    .or_else(|| forward.initializer(t).map(|i| i.dims.len()))
             };
-            if w.dims.len() != 2 {
-                return Err(no_rule(" by a batched matrix"));
+            let (a, bm) = (node.input[0].as_str(), node.input[1].as_str());
+            let swap = |rank: usize| -> Vec<i64> {
+                let mut perm: Vec<i64> = (0..rank as i64).collect();
+                perm.swap(rank - 1, rank - 2);
+                perm
+            };
+            for (i, (this, other)) in [(a, bm), (bm, a)].into_iter().enumerate() {
+                let Some(t) = needs(i) else { continue };
+                let rank = rank_of(other)
+                    .filter(|&r| r >= 2)
+                    .ok_or_else(|| no_rule(" of a vector or an operand of unknown rank"))?;
+                let transposed =
+                    b.node("Transpose", &[other], vec![ints_attr("perm", &swap(rank))]);
+                let product = if i == 0 {
+                    b.node("MatMul", &[dy, &transposed], vec![])
+                } else {
+                    b.node("MatMul", &[&transposed, dy], vec![])
+                };
+                let _ = this;
+                out.push((t.clone(), unbroadcast(b, forward, node, &product, &t)?));
             }
-            let weights = node.input[1].as_str();
-            let transposed = b.node("Transpose", &[weights], vec![ints_attr("perm", &[1, 0])]);
-            out.extend(needs(0).map(|t| (t, b.node("MatMul", &[dy, &transposed], vec![]))));
         }
         _ => return Err(no_rule("")),
     }

@@ -137,6 +137,8 @@ pub struct OnnxModel {
     tensors: HashMap<String, String>,
     /// Per-image shapes from the dry run, by tensor (the image input's included).
     shapes: HashMap<String, Vec<usize>>,
+    /// Whether `shapes` holds every float tensor's, not only the candidate layers'.
+    every_shape: bool,
     /// Gradient sessions, by the target layer's tensor.
     gradient_sessions: HashMap<String, Session>,
     sessions: HashMap<SessionKey, Session>,
@@ -214,6 +216,7 @@ impl OnnxModel {
             runtime,
             tensors: HashMap::new(),
             shapes: HashMap::new(),
+            every_shape: false,
             gradient_sessions: HashMap::new(),
             sessions: HashMap::new(),
         };
@@ -617,6 +620,52 @@ impl OnnxModel {
 }
 
 impl OnnxModel {
+    /// Adds the per-image shape of every float tensor of the graph to what the dry run saw
+    /// (the rules need the shapes of reshaped and transposed tensors too): one more run of
+    /// one image, once.
+    fn learn_every_shape(&mut self) -> Result<(), PluginError> {
+        if self.every_shape {
+            return Ok(());
+        }
+        let all: Vec<Exposed> = self
+            .graph
+            .nodes
+            .iter()
+            .flat_map(|n| n.outputs.iter())
+            .filter(|o| !o.is_empty() && !self.shapes.contains_key(*o))
+            .map(|o| Exposed::Full(o.clone()))
+            .collect();
+        let Some(image) = self.shapes.get(&self.graph.input.name).cloned() else {
+            return Err(PluginError::failed("the image's shape was not recorded"));
+        };
+        let bytes = self.graph.with_outputs(&all)?;
+        let mut session =
+            self.build_session(&bytes, self.device, GraphOptimizationLevel::Disable)?;
+        let mut dims = vec![1usize];
+        dims.extend_from_slice(&image);
+        let zeros = vec![0.0f32; image.iter().product()];
+        let input = OrtTensorRef::from_array_view((dims, &zeros[..]))
+            .map_err(|e| ort_error("shape run input", e))?;
+        let outputs = session
+            .run(ort::inputs![self.graph.input.name.as_str() => input])
+            .map_err(|e| ort_error(&format!("{}: shape run", self.path.display()), e))?;
+        let mut found = Vec::new();
+        for (name, value) in outputs.iter() {
+            if let Ok((shape, _)) = value.try_extract_tensor::<f32>()
+                && shape.first() == Some(&1)
+            {
+                let dims: Vec<usize> = shape.iter().skip(1).map(|&d| d.max(0) as usize).collect();
+                found.push((name.to_owned(), dims));
+            }
+        }
+        drop(outputs);
+        for (name, dims) in found {
+            self.shapes.entry(name).or_insert(dims);
+        }
+        self.every_shape = true;
+        Ok(())
+    }
+
     /// d(objective)/d(image) for a batch, with the objective Σᵢ wᵢ·aᵢ over the layer `layer`
     /// pooled as it is recorded (conv maps by their spatial mean, tokens by their mean) and
     /// `weights` `[B, neurons]`: returns the objective per image and the gradient, in the
@@ -643,6 +692,7 @@ impl OnnxModel {
             )));
         }
         if !self.gradient_sessions.contains_key(&tensor) {
+            self.learn_every_shape()?;
             let dir = self.graph.dir.clone();
             let path = self.path.clone();
             let floats = move |t: &onnx_protobuf::TensorProto| {
