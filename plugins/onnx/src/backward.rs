@@ -160,8 +160,11 @@ pub(crate) struct Forward<'a> {
     pub(crate) path: &'a Path,
     /// The image input fed by batches.
     pub(crate) input: &'a str,
-    /// Per-image shapes of tensors, from the dry run (the image's included).
+    /// Per-image shapes of the layers, from the dry run (the objective's).
     pub(crate) shapes: &'a HashMap<String, Vec<usize>>,
+    /// Every float tensor's whole shape at a batch of one, with which axes grow with the
+    /// batch (as `N·heads` does in a sequence-first attention): what the rules read.
+    pub(crate) full: &'a HashMap<String, (Vec<usize>, Vec<bool>)>,
     /// Reads an initialiser's float values (inline or external data).
     pub(crate) floats: &'a dyn Fn(&TensorProto) -> Result<Vec<f32>, PluginError>,
 }
@@ -219,16 +222,46 @@ impl Forward<'_> {
         )
     }
 
-    fn shape(&self, tensor: &str, node: &NodeProto) -> Result<&[usize], PluginError> {
-        self.shapes.get(tensor).map(Vec::as_slice).ok_or_else(|| {
-            bad(
+    /// `tensor`'s whole shape at a batch of one and which of its axes grow with the batch.
+    fn dims(&self, tensor: &str, node: &NodeProto) -> Result<(&[usize], &[bool]), PluginError> {
+        self.full
+            .get(tensor)
+            .map(|(d, b)| (d.as_slice(), b.as_slice()))
+            .ok_or_else(|| {
+                bad(
+                    self.path,
+                    format!(
+                        "the shape of '{tensor}' (read by {} node '{}') is unknown",
+                        node.op_type, node.name
+                    ),
+                )
+            })
+    }
+
+    /// The size of `tensor` along `axis`, which must not grow with the batch.
+    fn size(&self, tensor: &str, axis: usize, node: &NodeProto) -> Result<usize, PluginError> {
+        let (dims, batched) = self.dims(tensor, node)?;
+        match (dims.get(axis), batched.get(axis)) {
+            (Some(&d), Some(false)) => Ok(d),
+            (Some(_), _) => Err(bad(
                 self.path,
                 format!(
-                    "the shape of '{tensor}' (read by {} node '{}') is unknown",
+                    "{} node '{}' works along axis {axis} of '{tensor}', which holds the batch",
                     node.op_type, node.name
                 ),
-            )
-        })
+            )),
+            _ => Err(bad(
+                self.path,
+                format!(
+                    "{} node '{}': '{tensor}' has no axis {axis}",
+                    node.op_type, node.name
+                ),
+            )),
+        }
+    }
+
+    fn rank(&self, tensor: &str, node: &NodeProto) -> Result<usize, PluginError> {
+        self.dims(tensor, node).map(|(d, _)| d.len())
     }
 }
 
@@ -442,13 +475,13 @@ fn unbroadcast(
     input: &str,
 ) -> Result<String, PluginError> {
     let y = node.output.first().map(String::as_str).unwrap_or_default();
-    let x_shape = forward.shape(input, node)?;
-    let y_shape = forward.shape(y, node)?;
-    if x_shape == y_shape {
+    let (x_dims, x_batched) = forward.dims(input, node)?;
+    let (y_dims, y_batched) = forward.dims(y, node)?;
+    if x_dims == y_dims && x_batched == y_batched {
         return Ok(dy.to_owned());
     }
-    // Right-aligned, as ONNX broadcasts; axis 0 is the batch, the same on both sides.
-    let offset = y_shape.len().checked_sub(x_shape.len()).ok_or_else(|| {
+    // Right-aligned, as ONNX broadcasts.
+    let offset = y_dims.len().checked_sub(x_dims.len()).ok_or_else(|| {
         bad(
             forward.path,
             format!(
@@ -457,9 +490,14 @@ fn unbroadcast(
             ),
         )
     })?;
-    let axes: Vec<i64> = (0..y_shape.len())
-        .filter(|&a| a < offset || x_shape[a - offset] == 1 && y_shape[a] != 1)
-        .map(|a| a as i64 + 1)
+    let axes: Vec<i64> = (0..y_dims.len())
+        .filter(|&a| {
+            a < offset || {
+                let (xd, xb) = (x_dims[a - offset], x_batched[a - offset]);
+                (xd == 1 && !xb) && (y_dims[a] != 1 || y_batched[a])
+            }
+        })
+        .map(|a| a as i64)
         .collect();
     if axes.is_empty() {
         return Ok(dy.to_owned());
@@ -522,7 +560,7 @@ fn rule(
             out.extend(needs(0).map(|t| (t, b.node("Reshape", &[dy, &shape], vec![]))));
         }
         "Transpose" => {
-            let rank = forward.shape(x, node)?.len() + 1;
+            let rank = forward.rank(x, node)?;
             let perm = ints(node, "perm").unwrap_or_else(|| (0..rank as i64).rev().collect());
             let mut inverse = vec![0i64; perm.len()];
             for (i, &p) in perm.iter().enumerate() {
@@ -534,19 +572,15 @@ fn rule(
             out.extend(needs(0).map(|t| (t, dx)));
         }
         "Concat" => {
-            let rank = node
-                .output
-                .first()
-                .map(|y| forward.shape(y, node).map(|s| s.len() as i64 + 1))
-                .transpose()?
-                .unwrap_or(0);
+            let y = node.output.first().map(String::as_str).unwrap_or_default();
+            let rank = forward.rank(y, node)? as i64;
             let axis = int(node, "axis", 0);
             let axis = if axis < 0 { axis + rank } else { axis };
             let mut start = 0i64;
             for (i, input) in node.input.iter().enumerate() {
-                let size = match forward.shapes.get(input) {
-                    Some(shape) if axis >= 1 => shape[axis as usize - 1] as i64,
-                    _ => {
+                let size = match forward.full.get(input) {
+                    Some(_) => forward.size(input, axis as usize, node)? as i64,
+                    None => {
                         // A constant input (the class token) of unknown shape: take it from
                         // its initialiser.
                         let dims = forward
@@ -559,7 +593,9 @@ fn rule(
                         (axis as usize)
                             .checked_sub(offset)
                             .and_then(|a| dims.get(a).copied())
-                            .ok_or_else(|| no_rule(" along the batch"))?
+                            .ok_or_else(|| {
+                                no_rule(&format!(" (the size of '{input}' is unknown)"))
+                            })?
                     }
                 };
                 if needs(i).is_some() {
@@ -584,7 +620,7 @@ fn rule(
                     }
                 }
             }
-            let rank = forward.shape(x, node)?.len() as i64 + 1;
+            let rank = forward.rank(x, node)? as i64;
             let axis = int(node, "axis", 0);
             let axis = if axis < 0 { axis + rank } else { axis };
             let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
@@ -593,8 +629,7 @@ fn rule(
         }
         "Slice" => {
             only_first()?;
-            let shape = forward.shape(x, node)?;
-            let rank = shape.len() + 1;
+            let rank = forward.rank(x, node)?;
             let read = |i: usize| {
                 node.input
                     .get(i)
@@ -618,10 +653,7 @@ fn rule(
             let mut pads = vec![0i64; 2 * rank];
             for ((&start, &end), &axis) in starts.iter().zip(&ends).zip(&axes) {
                 let axis = if axis < 0 { axis + rank as i64 } else { axis };
-                if axis < 1 {
-                    return Err(no_rule(" along the batch"));
-                }
-                let dim = shape[axis as usize - 1] as i64;
+                let dim = forward.size(x, axis as usize, node)? as i64;
                 let clamp = |v: i64| if v < 0 { (v + dim).max(0) } else { v.min(dim) };
                 let (s0, e0) = (clamp(start), clamp(end));
                 pads[axis as usize] = s0;
@@ -632,8 +664,7 @@ fn rule(
         }
         "Gather" => {
             only_first()?;
-            let shape = forward.shape(x, node)?;
-            let rank = shape.len() as i64 + 1;
+            let rank = forward.rank(x, node)? as i64;
             let axis = int(node, "axis", 0);
             let axis = if axis < 0 { axis + rank } else { axis };
             let indices = node.input.get(1).map(String::as_str).unwrap_or_default();
@@ -642,10 +673,7 @@ fn rule(
             let (Some(scalar), Some(&[index])) = (scalar, values.as_deref()) else {
                 return Err(no_rule(" with indices other than one constant"));
             };
-            if axis < 1 {
-                return Err(no_rule(" along the batch"));
-            }
-            let dim = shape[axis as usize - 1] as i64;
+            let dim = forward.size(x, axis as usize, node)? as i64;
             let index = if index < 0 { index + dim } else { index };
             // The picked slice back in place: unsqueezed (a scalar index drops the axis),
             // then zeros around it.
@@ -664,7 +692,7 @@ fn rule(
         "Softmax" => {
             // dx = y ⊙ (dy − Σ_axis dy ⊙ y).
             let y = node.output.first().map(String::as_str).unwrap_or_default();
-            let rank = forward.shape(x, node)?.len() as i64 + 1;
+            let rank = forward.rank(x, node)? as i64;
             let axis = int(node, "axis", -1);
             let axis = if axis < 0 { axis + rank } else { axis };
             let product = b.node("Mul", &[dy, y], vec![]);
@@ -682,16 +710,15 @@ fn rule(
             if node.output.len() > 1 {
                 return Err(no_rule(" with its mean and inverse deviation as outputs"));
             }
-            let shape = forward.shape(x, node)?;
-            let rank = shape.len() as i64 + 1;
+            let rank = forward.rank(x, node)? as i64;
             let axis = int(node, "axis", -1);
             let axis = if axis < 0 { axis + rank } else { axis };
-            if axis < 1 {
-                return Err(no_rule(" over the batch"));
-            }
             let eps = attr(node, "epsilon").map_or(1e-5, |a| a.f);
             let axes: Vec<i64> = (axis..rank).collect();
-            let count: usize = shape[axis as usize - 1..].iter().product();
+            let mut count = 1usize;
+            for &a in &axes {
+                count *= forward.size(x, a as usize, node)?;
+            }
             let axes = b.ints(&axes);
             let inverse_count = b.scalar(1.0 / count as f32);
             let mean = |b: &mut Builder, t: &str| {
@@ -768,8 +795,7 @@ fn rule(
         }
         "ReduceSum" => {
             only_first()?;
-            let shape = forward.shape(x, node)?;
-            let rank = shape.len() as i64 + 1;
+            let rank = forward.rank(x, node)? as i64;
             let axes = match node.input.get(1).filter(|a| !a.is_empty()) {
                 Some(a) => forward
                     .int64s(a)
@@ -780,8 +806,8 @@ fn rule(
                 .iter()
                 .map(|&a| if a < 0 { a + rank } else { a })
                 .collect();
-            if axes.contains(&0) {
-                return Err(no_rule(" over the batch"));
+            for &a in &axes {
+                forward.size(x, a as usize, node)?;
             }
             let kept = if int(node, "keepdims", 1) == 0 {
                 let at = b.ints(&axes);
@@ -934,8 +960,7 @@ fn rule(
         }
         "ReduceMean" => {
             only_first()?;
-            let shape = forward.shape(x, node)?;
-            let rank = shape.len() as i64 + 1;
+            let rank = forward.rank(x, node)? as i64;
             let axes = match ints(node, "axes") {
                 Some(axes) => axes,
                 None => match node.input.get(1).filter(|a| !a.is_empty()) {
@@ -949,10 +974,10 @@ fn rule(
                 .iter()
                 .map(|&a| if a < 0 { a + rank } else { a })
                 .collect();
-            if axes.contains(&0) {
-                return Err(no_rule(" over the batch"));
+            let mut count = 1usize;
+            for &a in &axes {
+                count *= forward.size(x, a as usize, node)?;
             }
-            let count: usize = axes.iter().map(|&a| shape[a as usize - 1]).product();
             let kept = if int(node, "keepdims", 1) == 0 {
                 let at = b.ints(&axes);
                 b.node("Unsqueeze", &[dy, &at], vec![])
@@ -965,8 +990,11 @@ fn rule(
             out.extend(needs(0).map(|t| (t, b.node("Expand", &[&scaled, &full], vec![]))));
         }
         "GlobalAveragePool" => {
-            let shape = forward.shape(x, node)?;
-            let area: usize = shape.iter().skip(1).product();
+            let rank = forward.rank(x, node)?;
+            let mut area = 1usize;
+            for a in 2..rank {
+                area *= forward.size(x, a, node)?;
+            }
             let scale = b.scalar(1.0 / area as f32);
             let scaled = b.node("Mul", &[dy, &scale], vec![]);
             let full = b.node("Shape", &[x], vec![]);
@@ -1016,17 +1044,17 @@ fn rule(
             let dilations = ints(node, "dilations").unwrap_or_else(|| vec![1; rank]);
             let pads = ints(node, "pads").unwrap_or_else(|| vec![0; 2 * rank]);
             let y = node.output.first().map(String::as_str).unwrap_or_default();
-            let x_shape = forward.shape(x, node)?;
-            let y_shape = forward.shape(y, node)?;
+            let (x_shape, _) = forward.dims(x, node)?;
+            let (y_shape, _) = forward.dims(y, node)?;
             // ConvTranspose gives (y - 1)·s − pads + d·(k − 1) + 1; output_padding adds
             // the rows a strided Conv dropped.
             let mut output_padding = Vec::with_capacity(rank);
             for axis in 0..rank {
                 let made =
-                    (y_shape[1 + axis] as i64 - 1) * strides[axis] - pads[axis] - pads[axis + rank]
+                    (y_shape[2 + axis] as i64 - 1) * strides[axis] - pads[axis] - pads[axis + rank]
                         + dilations[axis] * (kernel[axis] - 1)
                         + 1;
-                output_padding.push(x_shape[1 + axis] as i64 - made);
+                output_padding.push(x_shape[2 + axis] as i64 - made);
             }
             if output_padding
                 .iter()
@@ -1072,9 +1100,9 @@ fn rule(
                 .zip(&var)
                 .map(|(s, v)| s / (v + eps).sqrt())
                 .collect();
-            let rank = forward.shape(x, node)?.len();
+            let rank = forward.rank(x, node)?;
             let mut dims = vec![k.len() as i64];
-            dims.extend(std::iter::repeat_n(1, rank.saturating_sub(1)));
+            dims.extend(std::iter::repeat_n(1, rank.saturating_sub(2)));
             let k = b.floats(&dims, &k);
             out.extend(needs(0).map(|t| (t, b.node("Mul", &[dy, &k], vec![]))));
         }
@@ -1098,9 +1126,9 @@ fn rule(
             // dA = dY · Bᵀ, dB = Aᵀ · dY (last two axes), summed back over broadcast batches.
             let rank_of = |t: &str| -> Option<usize> {
                 forward
-                    .shapes
+                    .full
                     .get(t)
-                    .map(|s| s.len() + 1)
+                    .map(|(d, _)| d.len())
                     .or_else(|| forward.initializer(t).map(|i| i.dims.len()))
             };
             let (a, bm) = (node.input[0].as_str(), node.input[1].as_str());

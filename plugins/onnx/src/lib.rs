@@ -137,8 +137,9 @@ pub struct OnnxModel {
     tensors: HashMap<String, String>,
     /// Per-image shapes from the dry run, by tensor (the image input's included).
     shapes: HashMap<String, Vec<usize>>,
-    /// Whether `shapes` holds every float tensor's, not only the candidate layers'.
-    every_shape: bool,
+    /// Every float tensor's whole shape at a batch of one, and which axes grow with the
+    /// batch (learnt for the gradient rules).
+    full_shapes: HashMap<String, (Vec<usize>, Vec<bool>)>,
     /// Gradient sessions, by the target layer's tensor.
     gradient_sessions: HashMap<String, Session>,
     sessions: HashMap<SessionKey, Session>,
@@ -216,7 +217,7 @@ impl OnnxModel {
             runtime,
             tensors: HashMap::new(),
             shapes: HashMap::new(),
-            every_shape: false,
+            full_shapes: HashMap::new(),
             gradient_sessions: HashMap::new(),
             sessions: HashMap::new(),
         };
@@ -620,11 +621,11 @@ impl OnnxModel {
 }
 
 impl OnnxModel {
-    /// Adds the per-image shape of every float tensor of the graph to what the dry run saw
-    /// (the rules need the shapes of reshaped and transposed tensors too): one more run of
-    /// one image, once.
+    /// Learns every float tensor's whole shape (the rules need the shapes of reshaped and
+    /// transposed tensors too, whatever their layout): a run of one image, and one of two to
+    /// see which axes grow with the batch. Once per model.
     fn learn_every_shape(&mut self) -> Result<(), PluginError> {
-        if self.every_shape {
+        if !self.full_shapes.is_empty() {
             return Ok(());
         }
         let all: Vec<Exposed> = self
@@ -632,7 +633,7 @@ impl OnnxModel {
             .nodes
             .iter()
             .flat_map(|n| n.outputs.iter())
-            .filter(|o| !o.is_empty() && !self.shapes.contains_key(*o))
+            .filter(|o| !o.is_empty())
             .map(|o| Exposed::Full(o.clone()))
             .collect();
         let Some(image) = self.shapes.get(&self.graph.input.name).cloned() else {
@@ -641,28 +642,48 @@ impl OnnxModel {
         let bytes = self.graph.with_outputs(&all)?;
         let mut session =
             self.build_session(&bytes, self.device, GraphOptimizationLevel::Disable)?;
-        let mut dims = vec![1usize];
-        dims.extend_from_slice(&image);
-        let zeros = vec![0.0f32; image.iter().product()];
-        let input = OrtTensorRef::from_array_view((dims, &zeros[..]))
-            .map_err(|e| ort_error("shape run input", e))?;
-        let outputs = session
-            .run(ort::inputs![self.graph.input.name.as_str() => input])
-            .map_err(|e| ort_error(&format!("{}: shape run", self.path.display()), e))?;
-        let mut found = Vec::new();
-        for (name, value) in outputs.iter() {
-            if let Ok((shape, _)) = value.try_extract_tensor::<f32>()
-                && shape.first() == Some(&1)
-            {
-                let dims: Vec<usize> = shape.iter().skip(1).map(|&d| d.max(0) as usize).collect();
-                found.push((name.to_owned(), dims));
+        let input_name = self.graph.input.name.clone();
+        let path = self.path.display().to_string();
+        let mut run = |n: usize| -> Result<HashMap<String, Vec<usize>>, PluginError> {
+            let mut dims = vec![n];
+            dims.extend_from_slice(&image);
+            let zeros = vec![0.0f32; n * image.iter().product::<usize>()];
+            let input = OrtTensorRef::from_array_view((dims, &zeros[..]))
+                .map_err(|e| ort_error("shape run input", e))?;
+            let outputs = session
+                .run(ort::inputs![input_name.as_str() => input])
+                .map_err(|e| ort_error(&format!("{path}: shape run"), e))?;
+            let mut found = HashMap::new();
+            for (name, value) in outputs.iter() {
+                if let Ok((shape, _)) = value.try_extract_tensor::<f32>() {
+                    let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+                    found.insert(name.to_owned(), dims);
+                }
             }
+            Ok(found)
+        };
+        let one = run(1)?;
+        let two = if self.graph.input.shape[0] == Some(1) {
+            None
+        } else {
+            Some(run(2)?)
+        };
+        let mut full = HashMap::new();
+        for (name, dims) in one {
+            let batched = match two.as_ref().and_then(|t| t.get(&name)) {
+                Some(other) if other.len() == dims.len() => {
+                    dims.iter().zip(other).map(|(a, b)| a != b).collect()
+                }
+                _ => vec![false; dims.len()],
+            };
+            full.insert(name, (dims, batched));
         }
-        drop(outputs);
-        for (name, dims) in found {
-            self.shapes.entry(name).or_insert(dims);
-        }
-        self.every_shape = true;
+        let mut image_dims = vec![1];
+        image_dims.extend_from_slice(&image);
+        let mut image_batched = vec![false; image_dims.len()];
+        image_batched[0] = two.is_some();
+        full.insert(input_name, (image_dims, image_batched));
+        self.full_shapes = full;
         Ok(())
     }
 
@@ -703,6 +724,7 @@ impl OnnxModel {
                 path: &self.path,
                 input: &self.graph.input.name,
                 shapes: &self.shapes,
+                full: &self.full_shapes,
                 floats: &floats,
             };
             let target = backward::Target {
@@ -722,27 +744,49 @@ impl OnnxModel {
             .gradient_sessions
             .get_mut(&tensor)
             .ok_or_else(|| PluginError::failed("gradient session cache lost an entry"))?;
-        let image = OrtTensorRef::from_array_view((batch.shape().to_vec(), batch.data()))
-            .map_err(|e| ort_error("gradient input", e))?;
-        let w = OrtTensorRef::from_array_view((weights.shape().to_vec(), weights.data()))
-            .map_err(|e| ort_error("gradient weights", e))?;
-        let result = session
-            .run(ort::inputs![input_name.as_str() => image, backward::WEIGHTS => w])
-            .map_err(|e| ort_error(&format!("{path}: gradient run"), e))?;
-        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>), PluginError> {
-            let value = result
-                .get(name)
-                .ok_or_else(|| PluginError::failed(format!("{path}: no '{name}'")))?;
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| ort_error(&format!("{path}: '{name}'"), e))?;
-            Ok((
-                shape.iter().map(|&d| d.max(0) as usize).collect(),
-                data.to_vec(),
-            ))
+        // A model with a fixed batch of 1 runs image by image.
+        let chunk = if self.graph.input.shape[0] == Some(1) {
+            1
+        } else {
+            n.max(1)
         };
-        let (_, objective) = read(backward::OBJECTIVE)?;
-        let (shape, grad) = read(backward::INPUT_GRADIENT)?;
+        let per_image: usize = batch.shape()[1..].iter().product();
+        let (mut objective, mut grad) = (Vec::with_capacity(n), Vec::with_capacity(n * per_image));
+        for (images, w) in batch
+            .data()
+            .chunks(per_image * chunk)
+            .zip(weights.data().chunks(neurons * chunk))
+        {
+            let count = images.len() / per_image.max(1);
+            let mut dims = vec![count];
+            dims.extend_from_slice(&batch.shape()[1..]);
+            let image = OrtTensorRef::from_array_view((dims, images))
+                .map_err(|e| ort_error("gradient input", e))?;
+            let w = OrtTensorRef::from_array_view(([count, neurons], w))
+                .map_err(|e| ort_error("gradient weights", e))?;
+            let result = session
+                .run(ort::inputs![input_name.as_str() => image, backward::WEIGHTS => w])
+                .map_err(|e| ort_error(&format!("{path}: gradient run"), e))?;
+            for (name, into) in [
+                (backward::OBJECTIVE, &mut objective),
+                (backward::INPUT_GRADIENT, &mut grad),
+            ] {
+                let value = result
+                    .get(name)
+                    .ok_or_else(|| PluginError::failed(format!("{path}: no '{name}'")))?;
+                let (_, data) = value
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| ort_error(&format!("{path}: '{name}'"), e))?;
+                into.extend_from_slice(data);
+            }
+        }
+        if grad.len() != n * per_image || objective.len() != n {
+            return Err(PluginError::failed(format!(
+                "{path}: the gradient run returned {} values for {n} images",
+                grad.len()
+            )));
+        }
+        let shape = batch.shape().to_vec();
         Ok((objective, Tensor::new(shape, grad)?))
     }
 }
