@@ -9,7 +9,7 @@
 //! This first set of rules covers the convolutional networks' ops: Conv (groups, strides,
 //! pads, dilations), Relu, LeakyRelu, Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Add, Sub and
 //! Mul with broadcasting (the gradient summed back to each input's shape), Div by a constant,
-//! MaxPool (through its indices),
+//! MaxPool (through its indices), AveragePool (padding counted or none),
 //! GlobalAveragePool and ReduceMean over constant axes, BatchNormalization (inference), Gemm,
 //! MatMul (batched, broadcast, either operand the image's), Flatten, Reshape, Squeeze, Unsqueeze,
 //! Transpose, Concat, Split, Slice, Gather of one index (the class token), Softmax,
@@ -177,13 +177,22 @@ impl Forward<'_> {
             .ok_or_else(|| bad(self.path, "the model has no graph"))
     }
 
+    /// The initialiser `name` holds, looking through Identity nodes (the legacy exporter
+    /// routes weights through them).
     fn initializer(&self, name: &str) -> Option<&TensorProto> {
-        self.model
-            .graph
-            .as_ref()?
-            .initializer
-            .iter()
-            .find(|t| t.name == name)
+        let graph = self.model.graph.as_ref()?;
+        let mut name = name;
+        for _ in 0..4 {
+            if let Some(t) = graph.initializer.iter().find(|t| t.name == name) {
+                return Some(t);
+            }
+            name = graph
+                .node
+                .iter()
+                .find(|n| n.op_type == "Identity" && n.output.first().is_some_and(|o| o == name))
+                .and_then(|n| n.input.first())?;
+        }
+        None
     }
 
     /// A constant tensor: an initialiser or a Constant node's value.
@@ -999,6 +1008,60 @@ fn rule(
             let scaled = b.node("Mul", &[dy, &scale], vec![]);
             let full = b.node("Shape", &[x], vec![]);
             out.extend(needs(0).map(|t| (t, b.node("Expand", &[&scaled, &full], vec![]))));
+        }
+        "AveragePool" => {
+            if attr(node, "auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET") {
+                return Err(no_rule(" with auto_pad"));
+            }
+            if int(node, "ceil_mode", 0) != 0 {
+                return Err(no_rule(" with ceil_mode"));
+            }
+            let kernel =
+                ints(node, "kernel_shape").ok_or_else(|| no_rule(" without kernel_shape"))?;
+            let rank = kernel.len();
+            let strides = ints(node, "strides").unwrap_or_else(|| vec![1; rank]);
+            let pads = ints(node, "pads").unwrap_or_else(|| vec![0; 2 * rank]);
+            if pads.iter().any(|&p| p != 0) && int(node, "count_include_pad", 0) == 0 {
+                // Border windows divide by fewer pixels: not one transposed convolution.
+                return Err(no_rule(" with padding that is not counted"));
+            }
+            // Each output spreads its gradient evenly over its window: a transposed
+            // depthwise convolution with a constant kernel 1/|window|.
+            let y = node.output.first().map(String::as_str).unwrap_or_default();
+            let (x_shape, _) = forward.dims(x, node)?;
+            let (y_shape, _) = forward.dims(y, node)?;
+            let channels = forward.size(x, 1, node)?;
+            let window: i64 = kernel.iter().product();
+            let mut output_padding = Vec::with_capacity(rank);
+            for axis in 0..rank {
+                let made =
+                    (y_shape[2 + axis] as i64 - 1) * strides[axis] - pads[axis] - pads[axis + rank]
+                        + kernel[axis];
+                output_padding.push(x_shape[2 + axis] as i64 - made);
+            }
+            if output_padding
+                .iter()
+                .zip(&strides)
+                .any(|(&p, &s)| p < 0 || (p >= s && p > 0))
+            {
+                return Err(no_rule(" whose input and output do not invert"));
+            }
+            let mut dims = vec![channels as i64, 1];
+            dims.extend_from_slice(&kernel);
+            let count = channels * window as usize;
+            let weights = b.floats(&dims, &vec![1.0 / window as f32; count]);
+            let dx = b.node(
+                "ConvTranspose",
+                &[dy, &weights],
+                vec![
+                    ints_attr("strides", &strides),
+                    ints_attr("pads", &pads),
+                    ints_attr("output_padding", &output_padding),
+                    int_attr("group", channels as i64),
+                    ints_attr("kernel_shape", &kernel),
+                ],
+            );
+            out.extend(needs(0).map(|t| (t, dx)));
         }
         "MaxPool" => {
             if int(node, "storage_order", 0) != 0 || node.output.len() > 1 {

@@ -215,6 +215,14 @@ mod tiny {
         n
     }
 
+    pub(crate) fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
+        let mut a = AttributeProto::new();
+        a.name = name.to_owned();
+        a.type_ = AttributeType::INTS.into();
+        a.ints = values.to_vec();
+        a
+    }
+
     pub(crate) fn int_attr(name: &str, value: i64) -> AttributeProto {
         let mut a = AttributeProto::new();
         a.name = name.to_owned();
@@ -265,10 +273,10 @@ mod tiny {
     }
 }
 
-/// A tiny graph of the rules the CNNs above do not reach: BatchNormalization, ReduceMean
+/// A tiny graph of the rules the CNNs above do not reach: BatchNormalization, AveragePool, ReduceMean
 /// (axes as an input, keepdims 0), Reshape, Identity, MatMul by a constant and a bias Add.
 fn tiny_graph(dir: &std::path::Path) -> PathBuf {
-    use tiny::{floats, int_attr, int64s, node};
+    use tiny::{floats, int_attr, int64s, ints_attr, node};
     tiny::write(
         dir,
         "tiny",
@@ -280,8 +288,17 @@ fn tiny_graph(dir: &std::path::Path) -> PathBuf {
                 vec![],
             ),
             node(
+                "AveragePool",
+                &["bn"],
+                "avg",
+                vec![
+                    ints_attr("kernel_shape", &[2, 2]),
+                    ints_attr("strides", &[2, 2]),
+                ],
+            ),
+            node(
                 "ReduceMean",
-                &["bn", "axes"],
+                &["avg", "axes"],
                 "mean",
                 vec![int_attr("keepdims", 0)],
             ),
