@@ -95,6 +95,10 @@ pub struct ModelConfig {
     /// The ONNX Runtime library.
     #[serde(default)]
     pub ort_lib: Option<PathBuf>,
+    /// The graph output holding the logits, for an ONNX model with several outputs (by
+    /// default the only one, else the one named `logits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     /// The adapter's own config (RON), for adapters other than `onnx`; replaces the fields
     /// above when given.
     #[serde(default)]
@@ -306,6 +310,7 @@ impl ModelConfig {
             device: Device::default(),
             threads: None,
             ort_lib: None,
+            output: None,
             options: None,
             preprocessing: Some(preprocessing),
             layers: Vec::new(),
@@ -334,6 +339,8 @@ impl ModelConfig {
             ort_lib: Option<&'a Path>,
             #[serde(skip_serializing_if = "Option::is_none")]
             input_size: Option<[usize; 2]>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            output: Option<&'a str>,
         }
         let model = self.path.as_deref().unwrap_or(Path::new(""));
         // A model of symbolic input size runs at the declared crop.
@@ -348,6 +355,7 @@ impl ModelConfig {
             threads: self.threads,
             ort_lib: self.ort_lib.as_deref(),
             input_size,
+            output: self.output.as_deref(),
         })
         .map_err(|e| format!("writing the adapter config: {e}"))
     }
@@ -387,6 +395,11 @@ mod tests {
             adapter.contains("m.onnx") && adapter.contains("device:Cpu"),
             "{adapter}"
         );
+        assert!(!adapter.contains("output"), "{adapter}");
+        let mut named = config.model.clone();
+        named.output = Some("logits".into());
+        let adapter = named.adapter_config().unwrap();
+        assert!(adapter.contains(r#"output:Some("logits")"#), "{adapter}");
     }
 
     #[test]

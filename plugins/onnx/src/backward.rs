@@ -26,6 +26,8 @@ use onnx_protobuf::{
 };
 use shiftscope_sdk::{LayerKind, PluginError};
 
+use crate::graph::{int_attr, ints_attr};
+
 /// The graph input carrying the objective's weights, `[B, neurons]`.
 pub(crate) const WEIGHTS: &str = "shiftscope/gradient/weights";
 /// The graph output carrying the objective per image, `[B]`.
@@ -56,22 +58,6 @@ fn ints(node: &NodeProto, name: &str) -> Option<Vec<i64>> {
 
 fn int(node: &NodeProto, name: &str, default: i64) -> i64 {
     attr(node, name).map_or(default, |a| a.i)
-}
-
-fn int_attr(name: &str, value: i64) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.to_owned();
-    a.type_ = AttributeType::INT.into();
-    a.i = value;
-    a
-}
-
-fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
-    let mut a = AttributeProto::new();
-    a.name = name.to_owned();
-    a.type_ = AttributeType::INTS.into();
-    a.ints = values.to_vec();
-    a
 }
 
 fn float_attr(name: &str, value: f32) -> AttributeProto {

@@ -544,7 +544,7 @@ pub(crate) fn show_dims(dims: &[Option<usize>]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-fn int_attr(name: &str, value: i64) -> AttributeProto {
+pub(crate) fn int_attr(name: &str, value: i64) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.to_owned();
     a.type_ = AttributeType::INT.into();
@@ -552,7 +552,7 @@ fn int_attr(name: &str, value: i64) -> AttributeProto {
     a
 }
 
-fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
+pub(crate) fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
     let mut a = AttributeProto::new();
     a.name = name.to_owned();
     a.type_ = AttributeType::INTS.into();

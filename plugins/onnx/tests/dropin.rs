@@ -344,6 +344,20 @@ fn the_classifier_output_is_found_among_several_or_named() {
     );
 }
 
+/// A Cast of `from` to `to` of type `ty`.
+fn cast(from: &str, to: &str, ty: DataType) -> NodeProto {
+    let mut node = NodeProto::new();
+    node.op_type = "Cast".to_owned();
+    node.input.push(from.to_owned());
+    node.output.push(to.to_owned());
+    let mut a = onnx_protobuf::AttributeProto::new();
+    a.name = "to".to_owned();
+    a.type_ = AttributeType::INT.into();
+    a.i = ty as i64;
+    node.attribute.push(a);
+    node
+}
+
 /// The fixture as a float16 model with float32 inputs and outputs (what
 /// `convert_float_to_float16(model, keep_io_types=True)` writes): float16 weights, a Cast
 /// after the input and one before the output.
@@ -372,18 +386,6 @@ fn float16() -> ModelProto {
             }
         }
     }
-    let cast = |from: &str, to: &str, ty: DataType| {
-        let mut node = NodeProto::new();
-        node.op_type = "Cast".to_owned();
-        node.input.push(from.to_owned());
-        node.output.push(to.to_owned());
-        let mut a = onnx_protobuf::AttributeProto::new();
-        a.name = "to".to_owned();
-        a.type_ = AttributeType::INT.into();
-        a.i = ty as i64;
-        node.attribute.push(a);
-        node
-    };
     graph
         .node
         .insert(0, cast("image", "image_f16", DataType::FLOAT16));
@@ -503,18 +505,6 @@ fn an_output_that_is_no_classifier_and_a_kernel_the_cpu_lacks_are_named() {
     // bfloat16 Relus: ONNX Runtime's CPU provider has no kernel for them.
     let mut model = cnn();
     let graph = model.graph.mut_or_insert_default();
-    let cast = |from: &str, to: &str, ty: DataType| {
-        let mut node = NodeProto::new();
-        node.op_type = "Cast".to_owned();
-        node.input.push(from.to_owned());
-        node.output.push(to.to_owned());
-        let mut a = onnx_protobuf::AttributeProto::new();
-        a.name = "to".to_owned();
-        a.type_ = AttributeType::INT.into();
-        a.i = ty as i64;
-        node.attribute.push(a);
-        node
-    };
     let relu = graph
         .node
         .iter()
