@@ -113,6 +113,31 @@ fn from_store(store: &Path, class: i32) -> Vec<(String, usize, usize, f64)> {
         .collect()
 }
 
+/// The decision layer of `copy` is `original`'s with the weights of `neurons` zeroed and
+/// nothing else changed.
+fn assert_only_zeroed(original: &Path, copy: &Path, neurons: &[usize]) {
+    let layer = |p: &Path| {
+        shiftscope_onnx::OnnxModel::from_path(p)
+            .unwrap()
+            .decision_layer()
+            .unwrap()
+    };
+    let (before, after) = (layer(original), layer(copy));
+    assert_eq!(after.weights.shape(), before.weights.shape());
+    let d = before.weights.shape()[1];
+    for (i, (b, a)) in before
+        .weights
+        .data()
+        .iter()
+        .zip(after.weights.data())
+        .enumerate()
+    {
+        let want = if neurons.contains(&(i % d)) { 0.0 } else { *b };
+        assert_eq!(*a, want, "weight {i}");
+    }
+    assert_eq!(after.bias, before.bias);
+}
+
 fn sha(path: &Path) -> String {
     shiftscope_store::sha256_file(path).unwrap()
 }
@@ -247,29 +272,7 @@ fn repair_writes_a_copy_re_records_and_reports_before_and_after() {
         .map(|n| n.trim_start_matches("fc1:").parse().unwrap())
         .collect();
     assert_eq!(neurons.len(), 3);
-    let copy = dir.path().join("zeroed.onnx");
-    let before = shiftscope_onnx::OnnxModel::from_path(&demo_model())
-        .unwrap()
-        .decision_layer()
-        .unwrap();
-    let after = shiftscope_onnx::OnnxModel::from_path(&copy)
-        .unwrap()
-        .decision_layer()
-        .unwrap();
-    for c in 0..10 {
-        for j in 0..50 {
-            let (b, a) = (
-                before.weights.data()[c * 50 + j],
-                after.weights.data()[c * 50 + j],
-            );
-            if neurons.contains(&j) {
-                assert_eq!(a, 0.0);
-            } else {
-                assert_eq!(a, b);
-            }
-        }
-    }
-    assert_eq!(after.bias, before.bias);
+    assert_only_zeroed(&demo_model(), &dir.path().join("zeroed.onnx"), &neurons);
     // The new store holds every dataset; the printed accuracies are the stores' own.
     let old = from_store(&store, 0);
     let new = from_store(&out_store, 0);
@@ -423,17 +426,6 @@ fn explain_and_repair_work_on_a_model_whose_weights_are_in_a_side_file() {
     assert!(!dir.path().join("zeroed.onnx.data").exists());
     let mut repaired = shiftscope_onnx::OnnxModel::from_path(&copy).unwrap();
     assert!(repaired.describe().unwrap().data_files.is_empty());
-    let after = repaired.decision_layer().unwrap();
-    let before = shiftscope_onnx::OnnxModel::from_path(&model)
-        .unwrap()
-        .decision_layer()
-        .unwrap();
-    for c in 0..10 {
-        for j in 0..50 {
-            let b = before.weights.data()[c * 50 + j];
-            let a = after.weights.data()[c * 50 + j];
-            assert_eq!(a, if j == 3 || j == 7 { 0.0 } else { b });
-        }
-    }
+    assert_only_zeroed(&model, &copy, &[3, 7]);
     assert!(out_store.join("repair.json").exists());
 }

@@ -95,28 +95,13 @@ impl Graph {
         follow(&follow(tensor, "QuantizeLinear")?, "DequantizeLinear")
     }
 
-    /// Whether `tensor` (past a Q → DQ pair) goes into a non-linearity.
-    fn feeds_nonlinearity(&self, tensor: &str) -> bool {
+    /// The ops that read `tensor`, past a Q → DQ pair in a quantised model (empty when none).
+    fn reader_ops(&self, tensor: &str) -> Vec<&str> {
         let read = self
             .dequantised(tensor)
             .unwrap_or_else(|| tensor.to_owned());
-        self.consumers.get(&read).is_some_and(|users| {
-            users
-                .iter()
-                .any(|&u| ACTIVATIONS.contains(&self.nodes[u].op.as_str()))
-        })
-    }
-
-    /// Whether every reader of `tensor` (past a Q → DQ pair) is a residual Add: the end of a
-    /// block's branch, no layer of its own.
-    fn feeds_only_residual(&self, tensor: &str) -> bool {
-        let read = self
-            .dequantised(tensor)
-            .unwrap_or_else(|| tensor.to_owned());
-        self.consumers.get(&read).is_some_and(|users| {
-            users
-                .iter()
-                .all(|&u| matches!(self.nodes[u].op.as_str(), "Add" | "Sum"))
+        self.consumers.get(&read).map_or_else(Vec::new, |users| {
+            users.iter().map(|&u| self.nodes[u].op.as_str()).collect()
         })
     }
 
@@ -322,8 +307,15 @@ pub(crate) fn discover(
                 && dequantised
                     .as_ref()
                     .is_some_and(|d| !graph.outputs.contains(d))
-                && !graph.feeds_nonlinearity(output)
-                && (op == "Add" || !graph.feeds_only_residual(output));
+                && {
+                    // Not the input of a non-linearity (that is the layer then), nor only of
+                    // a residual Add (the end of a block's branch).
+                    let readers = graph.reader_ops(output);
+                    !readers.iter().any(|r| ACTIVATIONS.contains(r))
+                        && (op == "Add"
+                            || readers.is_empty()
+                            || !readers.iter().all(|r| matches!(*r, "Add" | "Sum")))
+                };
             let (role, default) = if *output == graph.logits {
                 ("logits", true)
             } else if after_residual || (quantised_layer && op == "Add") {

@@ -560,7 +560,7 @@ pub(crate) fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
     a
 }
 
-fn int64_initializer(name: &str, values: &[i64], scalar: bool) -> TensorProto {
+pub(crate) fn int64_initializer(name: &str, values: &[i64], scalar: bool) -> TensorProto {
     let mut t = TensorProto::new();
     t.name = name.to_owned();
     t.data_type = DataType::INT64 as i32;

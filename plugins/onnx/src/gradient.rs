@@ -1,0 +1,183 @@
+//! The adapter's gradients: the backward graph of a layer objective built once per layer
+//! ([`crate::backward`]), after one run that learns every tensor's shape, and run by the
+//! adapter's sessions, image by image for a model with a fixed batch of 1.
+
+use std::collections::HashMap;
+
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef as OrtTensorRef;
+use shiftscope_sdk::{PluginError, Tensor, TensorRef};
+
+use crate::graph::Exposed;
+use crate::{OnnxModel, backward, decision, ort_error};
+
+impl OnnxModel {
+    /// Learns every float tensor's whole shape (the rules need the shapes of reshaped and
+    /// transposed tensors too, whatever their layout): a run of one image, and one of two to
+    /// see which axes grow with the batch. Once per model.
+    fn learn_every_shape(&mut self) -> Result<(), PluginError> {
+        if !self.full_shapes.is_empty() {
+            return Ok(());
+        }
+        let all: Vec<Exposed> = self
+            .graph
+            .nodes
+            .iter()
+            .flat_map(|n| n.outputs.iter())
+            .filter(|o| !o.is_empty())
+            .map(|o| Exposed::Full(o.clone()))
+            .collect();
+        let Some(image) = self.shapes.get(&self.graph.input.name).cloned() else {
+            return Err(PluginError::failed("the image's shape was not recorded"));
+        };
+        let bytes = self.graph.with_outputs(&all)?;
+        let mut session =
+            self.build_session(&bytes, self.device, GraphOptimizationLevel::Disable)?;
+        let input_name = self.graph.input.name.clone();
+        let path = self.path.display().to_string();
+        let mut run = |n: usize| -> Result<HashMap<String, Vec<usize>>, PluginError> {
+            let mut dims = vec![n];
+            dims.extend_from_slice(&image);
+            let zeros = vec![0.0f32; n * image.iter().product::<usize>()];
+            let input = OrtTensorRef::from_array_view((dims, &zeros[..]))
+                .map_err(|e| ort_error("shape run input", e))?;
+            let outputs = session
+                .run(ort::inputs![input_name.as_str() => input])
+                .map_err(|e| ort_error(&format!("{path}: shape run"), e))?;
+            let mut found = HashMap::new();
+            for (name, value) in outputs.iter() {
+                if let Ok((shape, _)) = value.try_extract_tensor::<f32>() {
+                    let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+                    found.insert(name.to_owned(), dims);
+                }
+            }
+            Ok(found)
+        };
+        let one = run(1)?;
+        let two = if self.graph.input.shape[0] == Some(1) {
+            None
+        } else {
+            Some(run(2)?)
+        };
+        let mut full = HashMap::new();
+        for (name, dims) in one {
+            let batched = match two.as_ref().and_then(|t| t.get(&name)) {
+                Some(other) if other.len() == dims.len() => {
+                    dims.iter().zip(other).map(|(a, b)| a != b).collect()
+                }
+                _ => vec![false; dims.len()],
+            };
+            full.insert(name, (dims, batched));
+        }
+        let mut image_dims = vec![1];
+        image_dims.extend_from_slice(&image);
+        let mut image_batched = vec![false; image_dims.len()];
+        image_batched[0] = two.is_some();
+        full.insert(input_name, (image_dims, image_batched));
+        self.full_shapes = full;
+        Ok(())
+    }
+
+    /// d(objective)/d(image) for a batch, with the objective Σᵢ wᵢ·aᵢ over the layer `layer`
+    /// pooled as it is recorded (conv maps by their spatial mean, tokens by their mean) and
+    /// `weights` `[B, neurons]`: returns the objective per image and the gradient, in the
+    /// batch's shape. The gradient graph is built once per layer and kept.
+    pub fn gradient(
+        &mut self,
+        batch: TensorRef<'_>,
+        layer: &str,
+        weights: TensorRef<'_>,
+    ) -> Result<(Vec<f32>, Tensor), PluginError> {
+        let n = self.check_input(batch)?;
+        let (tensor, kind) = self.layer_tensor(layer)?;
+        let neurons = self.description.layer(layer).map_or(0, |l| l.neurons);
+        if weights.shape() != [n, neurons] {
+            return Err(PluginError::invalid_argument(format!(
+                "gradient weights of shape {:?} for a batch of {n} and layer '{layer}' of {neurons} neurons; expected [{n}, {neurons}]",
+                weights.shape()
+            )));
+        }
+        if self.graph.input.channels_last.is_some() || !self.graph.casts.is_empty() {
+            return Err(PluginError::unsupported(format!(
+                "{}: gradients of channels-last or float16 models are not supported yet",
+                self.path.display()
+            )));
+        }
+        if !self.gradient_sessions.contains_key(&tensor) {
+            self.learn_every_shape()?;
+            let dir = self.graph.dir.clone();
+            let path = self.path.clone();
+            let floats = move |t: &onnx_protobuf::TensorProto| {
+                decision::read_floats(t, &path, &dir).map(|(_, v)| v)
+            };
+            let forward = backward::Forward {
+                model: self.graph.model(),
+                path: &self.path,
+                input: &self.graph.input.name,
+                shapes: &self.shapes,
+                full: &self.full_shapes,
+                floats: &floats,
+            };
+            let target = backward::Target {
+                tensor: tensor.clone(),
+                kind,
+            };
+            let bytes = backward::gradient_model(&forward, &target)?;
+            // Basic optimisation only (constant folding, redundant nodes): no fusion
+            // rewrites the forward ops the rules read.
+            let session =
+                self.build_session(&bytes, self.device, GraphOptimizationLevel::Level1)?;
+            self.gradient_sessions.insert(tensor.clone(), session);
+        }
+        let input_name = self.graph.input.name.clone();
+        let path = self.path.display().to_string();
+        let session = self
+            .gradient_sessions
+            .get_mut(&tensor)
+            .ok_or_else(|| PluginError::failed("gradient session cache lost an entry"))?;
+        // A model with a fixed batch of 1 runs image by image.
+        let chunk = if self.graph.input.shape[0] == Some(1) {
+            1
+        } else {
+            n.max(1)
+        };
+        let per_image: usize = batch.shape()[1..].iter().product();
+        let (mut objective, mut grad) = (Vec::with_capacity(n), Vec::with_capacity(n * per_image));
+        for (images, w) in batch
+            .data()
+            .chunks(per_image * chunk)
+            .zip(weights.data().chunks(neurons * chunk))
+        {
+            let count = images.len() / per_image.max(1);
+            let mut dims = vec![count];
+            dims.extend_from_slice(&batch.shape()[1..]);
+            let image = OrtTensorRef::from_array_view((dims, images))
+                .map_err(|e| ort_error("gradient input", e))?;
+            let w = OrtTensorRef::from_array_view(([count, neurons], w))
+                .map_err(|e| ort_error("gradient weights", e))?;
+            let result = session
+                .run(ort::inputs![input_name.as_str() => image, backward::WEIGHTS => w])
+                .map_err(|e| ort_error(&format!("{path}: gradient run"), e))?;
+            for (name, into) in [
+                (backward::OBJECTIVE, &mut objective),
+                (backward::INPUT_GRADIENT, &mut grad),
+            ] {
+                let value = result
+                    .get(name)
+                    .ok_or_else(|| PluginError::failed(format!("{path}: no '{name}'")))?;
+                let (_, data) = value
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| ort_error(&format!("{path}: '{name}'"), e))?;
+                into.extend_from_slice(data);
+            }
+        }
+        if grad.len() != n * per_image || objective.len() != n {
+            return Err(PluginError::failed(format!(
+                "{path}: the gradient run returned {} values for {n} images",
+                grad.len()
+            )));
+        }
+        let shape = batch.shape().to_vec();
+        Ok((objective, Tensor::new(shape, grad)?))
+    }
+}
