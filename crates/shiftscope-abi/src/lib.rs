@@ -26,7 +26,7 @@
 //! - function-table slots appended after 1.0 are nullable (`Option<fn>`): a host reads a
 //!   table at least as long as its 1.0 form and treats a slot that is null or beyond the
 //!   table's `size` as "not provided" (1.1 added the model adapter's `decision_layer` and
-//!   `export_with_decision_layer`);
+//!   `export_with_decision_layer`; 1.3 its `gradient`);
 //! - `ABI_MINOR` counts these additions.
 //!
 //! Everything else is frozen for the major version: the order, types and meaning of existing
@@ -64,7 +64,8 @@ pub const ABI_MAJOR: u32 = 1;
 /// description's per-layer [`ModelDescriptionView::receptive_fields`].
 /// 1.2: the description's per-layer [`ModelDescriptionView::layer_aliases`] and its
 /// [`ModelDescriptionView::data_files`].
-pub const ABI_MINOR: u32 = 2;
+/// 1.3: the model adapter's `gradient` slot ([`GradientRequestView`], [`GradientView`]).
+pub const ABI_MINOR: u32 = 3;
 /// The size in bytes of [`ModelAdapterTable`] in ABI 1.0: its fields up to `outstanding`.
 /// A host accepts a table of at least this size and treats the slots appended since as absent.
 pub const MODEL_ADAPTER_TABLE_1_0_SIZE: usize =
@@ -419,6 +420,51 @@ pub struct ActivationSetView {
     pub logits: TensorView,
 }
 
+/// What a gradient is asked of: the objective on one layer, with its weights per image.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GradientRequestView {
+    /// `size_of::<GradientRequestView>()` as the host was built.
+    pub size: usize,
+    /// The layer the objective reads (a name or alias the description lists).
+    pub layer: StrView,
+    /// [`GradientRequestView::POOLED`], [`GradientRequestView::MAP`] or
+    /// [`GradientRequestView::SQUARED_NORM`].
+    pub objective: u32,
+    /// The weights, `f32`: `[B, neurons]` (pooled), `[B, ...shape]` (map) or `[B]` (squared
+    /// norm).
+    pub weights: TensorView,
+    /// Layers whose full maps the same run returns, in this order.
+    pub maps: *const StrView,
+    /// Number of `maps`.
+    pub n_maps: usize,
+}
+
+impl GradientRequestView {
+    /// `Σ w·pool(a)`, pooled by the default pooling (spatial mean, token mean).
+    pub const POOLED: u32 = 0;
+    /// `Σ w·a` over the whole per-image map.
+    pub const MAP: u32 = 1;
+    /// `w · Σ a²`.
+    pub const SQUARED_NORM: u32 = 2;
+}
+
+/// What `gradient` returns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct GradientView {
+    /// `size_of::<GradientView>()` as the plugin was built.
+    pub size: usize,
+    /// The objective per image, `f32` `[B]`.
+    pub objective: TensorView,
+    /// d(objective)/d(batch), `f32`, the batch's shape.
+    pub input: TensorView,
+    /// The requested maps `[B, ...shape]`, in request order.
+    pub maps: *const NamedTensorView,
+    /// Number of `maps`.
+    pub n_maps: usize,
+}
+
 /// The model-adapter function table. Append-only within a major version.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -481,6 +527,19 @@ pub struct ModelAdapterTable {
             bias: *const TensorView,
             path: StrView,
             overwrite: u32,
+        ) -> Status,
+    >,
+    /// Since ABI 1.3; null (or beyond `size`) when the plugin computes no gradients. Runs a
+    /// batch (`f32`, NCHW) forward and back for the objective of `request`;
+    /// [`Status::UNSUPPORTED`] when the model cannot be differentiated (the message says
+    /// why).
+    pub gradient: Option<
+        unsafe extern "C" fn(
+            instance: *mut Instance,
+            batch: *const TensorView,
+            request: *const GradientRequestView,
+            out: *mut *const GradientView,
+            handle: *mut *mut Output,
         ) -> Status,
     >,
 }
@@ -666,8 +725,8 @@ mod tests {
 
     #[test]
     fn model_table_1_0_prefix_is_nine_words() {
-        // size + eight function pointers; the 1.1 slots come after.
+        // size + eight function pointers; the 1.1 and 1.3 slots come after.
         assert_eq!(MODEL_ADAPTER_TABLE_1_0_SIZE, 9 * size_of::<usize>());
-        assert_eq!(size_of::<ModelAdapterTable>(), 11 * size_of::<usize>());
+        assert_eq!(size_of::<ModelAdapterTable>(), 12 * size_of::<usize>());
     }
 }

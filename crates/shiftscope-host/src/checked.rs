@@ -3,8 +3,8 @@
 //! and the call. What the runtime receives from the registry is always wrapped here.
 
 use shiftscope_sdk::{
-    ActivationSet, Dataset, DatasetInfo, DatasetSource, DecisionLayer, LayerKind, ModelAdapter,
-    ModelDescription, PluginError, Pooling, Sample, TensorRef,
+    ActivationSet, Dataset, DatasetInfo, DatasetSource, DecisionLayer, Gradient, GradientRequest,
+    LayerKind, ModelAdapter, ModelDescription, PluginError, Pooling, Sample, TensorRef,
 };
 
 /// A model adapter whose outputs are checked against its description, and whose NaN and
@@ -148,14 +148,28 @@ impl CheckedModel {
                 set.logits.shape()
             )));
         }
-        if set.layers.len() != layers.len() {
+        self.check_layers(&set.layers, layers, batch, per_image)
+    }
+
+    /// Checks returned layer tensors: the layers asked for, in order, each
+    /// `[batch, per_image(layer)...]`.
+    fn check_layers(
+        &mut self,
+        got: &[shiftscope_sdk::NamedTensor],
+        layers: &[String],
+        batch: usize,
+        per_image: impl Fn(&shiftscope_sdk::LayerInfo) -> Vec<usize>,
+    ) -> Result<(), PluginError> {
+        let description = self.description()?;
+        let bad = |problem: String| PluginError::failed(problem);
+        if got.len() != layers.len() {
             return Err(bad(format!(
                 "returned {} layer tensors for {} layers asked",
-                set.layers.len(),
+                got.len(),
                 layers.len()
             )));
         }
-        for (got, asked) in set.layers.iter().zip(layers) {
+        for (got, asked) in got.iter().zip(layers) {
             if &got.name != asked {
                 return Err(bad(format!(
                     "returned layer '{}' where '{asked}' was asked",
@@ -287,6 +301,49 @@ impl ModelAdapter for CheckedModel {
         self.inner
             .export_with_decision_layer(layer, path, overwrite)
             .map_err(|e| self.err("export_with_decision_layer", e))
+    }
+
+    fn gradient(
+        &mut self,
+        batch: TensorRef<'_>,
+        request: &GradientRequest<'_>,
+    ) -> Result<Gradient, PluginError> {
+        let n = self
+            .check_request(batch, request.maps)
+            .map_err(|e| self.err("gradient", e))?;
+        let check_request = |this: &mut CheckedModel| -> Result<(), PluginError> {
+            let description = this.description()?;
+            let layer = description.layer(request.layer).ok_or_else(|| {
+                PluginError::not_found(format!(
+                    "the model has no layer '{}' to take a gradient of",
+                    request.layer
+                ))
+            })?;
+            request.check_weights(layer, n)
+        };
+        check_request(self).map_err(|e| self.err("gradient", e))?;
+        let gradient = self
+            .inner
+            .gradient(batch, request)
+            .map_err(|e| self.err("gradient", e))?;
+        let check = |this: &mut CheckedModel| -> Result<(), PluginError> {
+            if gradient.objective.shape() != [n] {
+                return Err(PluginError::failed(format!(
+                    "returned an objective of shape {:?} for a batch of {n}",
+                    gradient.objective.shape()
+                )));
+            }
+            if gradient.input.shape() != batch.shape() {
+                return Err(PluginError::failed(format!(
+                    "returned an input gradient of shape {:?} for a batch of shape {:?}",
+                    gradient.input.shape(),
+                    batch.shape()
+                )));
+            }
+            this.check_layers(&gradient.maps, request.maps, n, |layer| layer.shape.clone())
+        };
+        check(self).map_err(|e| self.err("gradient", e))?;
+        Ok(gradient)
     }
 
     fn outstanding_outputs(&self) -> Option<u64> {

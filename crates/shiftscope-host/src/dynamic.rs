@@ -6,16 +6,17 @@ use std::sync::Arc;
 use libloading::Library;
 use shiftscope_abi::{
     ABI_MAJOR, ABI_MINOR, ActivationSetView, CatalogView, DatasetHandle, DatasetSourceTable,
-    DecisionLayerView, ENTRY_SYMBOL_NUL, EntryFn, Instance, MODEL_ADAPTER_TABLE_1_0_SIZE,
-    ModelAdapterTable, Output, PluginHeader, PluginKind, SampleView, Status, StrListView, StrView,
+    DecisionLayerView, ENTRY_SYMBOL_NUL, EntryFn, GradientView, Instance,
+    MODEL_ADAPTER_TABLE_1_0_SIZE, ModelAdapterTable, Output, PluginHeader, PluginKind, SampleView,
+    Status, StrListView, StrView,
 };
 use shiftscope_sdk::ffi::{
-    pooling_to_view, read_activation_set, read_catalog, read_decision_layer, read_description,
-    read_sample, read_str_list, shape_to_i64, tensor_view,
+    gradient_request_view, pooling_to_view, read_activation_set, read_catalog, read_decision_layer,
+    read_description, read_gradient, read_sample, read_str_list, shape_to_i64, tensor_view,
 };
 use shiftscope_sdk::{
-    ActivationSet, Dataset, DatasetInfo, DatasetSource, DecisionLayer, ErrorKind, ModelAdapter,
-    ModelDescription, PluginError, Pooling, Sample, TensorRef,
+    ActivationSet, Dataset, DatasetInfo, DatasetSource, DecisionLayer, ErrorKind, Gradient,
+    GradientRequest, ModelAdapter, ModelDescription, PluginError, Pooling, Sample, TensorRef,
 };
 
 use crate::{LoadError, Origin, PluginInfo, PluginKindName, PluginSource};
@@ -464,6 +465,37 @@ impl ModelAdapter for DynModelAdapter {
         Ok(())
     }
 
+    fn gradient(
+        &mut self,
+        batch: TensorRef<'_>,
+        request: &GradientRequest<'_>,
+    ) -> Result<Gradient, PluginError> {
+        let Some(gradient) = self.table.gradient else {
+            return Err(PluginError::unsupported(
+                "no gradients: the plugin provides no `gradient` (built before plugin ABI 1.3)",
+            ));
+        };
+        let shape = shape_to_i64(batch.shape())?;
+        let batch = tensor_view(&shape, batch.data());
+        let request = gradient_request_view(request)?;
+        let instance = self.boundary.instance;
+        self.boundary.fetch(
+            "gradient",
+            // SAFETY: live instance; the batch and the request are borrowed for the call.
+            |out, handle| unsafe {
+                gradient(
+                    instance,
+                    &raw const batch,
+                    &raw const request.view,
+                    out,
+                    handle,
+                )
+            },
+            // SAFETY: a view the plugin returned; every length is checked by the reader.
+            |view: &GradientView| unsafe { read_gradient(view) },
+        )
+    }
+
     fn outstanding_outputs(&self) -> Option<u64> {
         // SAFETY: live instance.
         Some(unsafe { (self.table.outstanding)(self.boundary.instance) })
@@ -656,6 +688,32 @@ mod tests {
                 bias: Tensor::new(vec![2], vec![0.5, -0.5])?,
             })
         }
+
+        fn gradient(
+            &mut self,
+            batch: TensorRef<'_>,
+            request: &GradientRequest<'_>,
+        ) -> Result<Gradient, PluginError> {
+            // The weights as the objective, the batch doubled as its gradient, and each map
+            // named back: enough to see every field cross the boundary.
+            Ok(Gradient {
+                objective: Tensor::new(vec![batch.shape()[0]], request.weights.data().to_vec())?,
+                input: Tensor::new(
+                    batch.shape().to_vec(),
+                    batch.data().iter().map(|x| 2.0 * x).collect(),
+                )?,
+                maps: request
+                    .maps
+                    .iter()
+                    .map(|name| {
+                        Ok(shiftscope_sdk::NamedTensor {
+                            name: format!("{name}/{}", request.layer),
+                            tensor: Tensor::new(vec![1, 1], vec![1.0])?,
+                        })
+                    })
+                    .collect::<Result<_, PluginError>>()?,
+            })
+        }
     }
 
     impl ModelAdapterPlugin for Tiny {
@@ -715,6 +773,35 @@ mod tests {
         let e = model.decision_layer().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);
         assert!(e.to_string().contains("before plugin ABI 1.1"), "{e}");
+        // A 1.2 table: everything but the gradient.
+        let mut one_two = full;
+        one_two.size = std::mem::offset_of!(ModelAdapterTable, gradient);
+        let table = read(&one_two).unwrap();
+        assert!(table.decision_layer.is_some() && table.gradient.is_none());
+        let mut model = DynModelAdapter::create(table, info(), "").unwrap();
+        let batch = Tensor::new(vec![1, 1, 1, 2], vec![1.0, -3.0]).unwrap();
+        let w = Tensor::new(vec![1], vec![0.25]).unwrap();
+        let request = GradientRequest {
+            layer: "fc1",
+            objective: shiftscope_sdk::Objective::SquaredNorm,
+            weights: w.view(),
+            maps: &["conv1".to_owned(), "fc1".to_owned()],
+        };
+        let e = model.gradient(batch.view(), &request).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.to_string().contains("no gradients"), "{e}");
+        assert!(e.to_string().contains("before plugin ABI 1.3"), "{e}");
+        // The 1.3 table: the request and the result cross the boundary intact.
+        let mut model = DynModelAdapter::create(read(&full).unwrap(), info(), "").unwrap();
+        let g = model.gradient(batch.view(), &request).unwrap();
+        assert_eq!(g.objective.data(), &[0.25]);
+        assert_eq!(
+            (g.input.shape(), g.input.data()),
+            (&[1, 1, 1, 2][..], &[2.0, -6.0][..])
+        );
+        let names: Vec<&str> = g.maps.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["conv1/fc1", "fc1/fc1"]);
+        assert_eq!(model.outstanding_outputs(), Some(0));
         // Shorter than 1.0 is refused.
         let mut short = full;
         short.size = MODEL_ADAPTER_TABLE_1_0_SIZE - size_of::<usize>();

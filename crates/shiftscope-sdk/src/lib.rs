@@ -31,6 +31,7 @@
 mod dataset;
 mod error;
 pub mod ffi;
+mod gradient;
 mod model;
 pub mod rng;
 mod select;
@@ -38,6 +39,7 @@ mod tensor;
 
 pub use dataset::{Dataset, DatasetInfo, DatasetSource, DatasetSourcePlugin, Sample};
 pub use error::{ErrorKind, PluginError};
+pub use gradient::{Gradient, GradientRequest, Objective, objective_seed};
 pub use model::{
     ActivationSet, ConvPooling, DecisionLayer, InputSpec, LayerInfo, LayerKind, ModelAdapter,
     ModelAdapterPlugin, ModelDescription, NamedTensor, Pooling, ReceptiveField, TokenPooling,

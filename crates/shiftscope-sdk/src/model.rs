@@ -271,6 +271,21 @@ pub trait ModelAdapter: Send {
         ))
     }
 
+    /// Runs `batch` (`[B, C, H, W]`, normalised `f32`) forward and back: the objective of
+    /// `request` per image, its gradient with respect to the batch, and the maps the request
+    /// names. Optional: the default says the adapter computes no gradients
+    /// ([`crate::ErrorKind::Unsupported`]).
+    fn gradient(
+        &mut self,
+        batch: TensorRef<'_>,
+        request: &crate::GradientRequest<'_>,
+    ) -> Result<crate::Gradient, PluginError> {
+        let _ = (batch, request);
+        Err(PluginError::unsupported(
+            "no gradients: this model adapter implements no `gradient`",
+        ))
+    }
+
     /// Outputs handed out by a dynamically loaded plugin and not yet released; `None` for a
     /// plugin linked into the binary, where Rust ownership rules out leaks.
     fn outstanding_outputs(&self) -> Option<u64> {

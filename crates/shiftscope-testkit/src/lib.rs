@@ -9,7 +9,12 @@
 //! - model adapters: a consistent description; `run` returns `[B, neurons]` per layer and
 //!   `[B, K]` logits, finite, deterministic, independent of the batch an image is in; pooled
 //!   values equal the pooling of `run_maps`' full maps; unknown layers, wrong input shapes
-//!   and batches given to `run_maps` are errors; every output released.
+//!   and batches given to `run_maps` are errors; every output released; where the adapter
+//!   computes gradients, they have the batch's shape, are deterministic, independent of the
+//!   batch, agree with central differences along a random direction, the objective equals
+//!   Σ w·run, the map objective with pooling's weights equals the pooled one, the squared
+//!   norm and the maps returned agree with `run_maps`, and unknown layers and wrong weights
+//!   are errors (an adapter without gradients says so with `Unsupported`).
 //!
 //! [`cargo`] builds plugin libraries and the binary from inside tests, for the tests that
 //! load them by path or run them; [`store`] writes synthetic activation stores for tests and
@@ -20,6 +25,7 @@
 
 pub mod cargo;
 mod dataset;
+mod gradient;
 mod model;
 pub mod onnx;
 pub mod store;

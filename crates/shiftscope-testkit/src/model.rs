@@ -136,6 +136,8 @@ pub fn check_model_adapter(model: &mut dyn ModelAdapter) -> Conformance {
         }
     }
 
+    crate::gradient::check_gradient(&mut report, model, &description, &batch, &first_image);
+
     let unknown = run(model, &batch, &["no-such-layer".to_owned()], mean);
     report.check(unknown.is_err(), || {
         "run accepted an unknown layer".to_owned()

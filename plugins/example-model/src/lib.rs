@@ -8,15 +8,16 @@
 //! ```
 //!
 //! It exercises the whole model table: `describe`, pooled `run` (mean or max over conv
-//! maps), `run_maps` for full maps, and errors for unknown layers and wrong input shapes.
+//! maps), `run_maps` for full maps, `gradient` (its backward pass written by hand), and
+//! errors for unknown layers and wrong input shapes.
 //! Config (RON, optional): `(seed: 1)`.
 
 use serde::Deserialize;
 use shiftscope_sdk::rng::SplitMix64;
 use shiftscope_sdk::{
-    ActivationSet, InputSpec, LayerInfo, LayerKind, ModelAdapter, ModelAdapterPlugin,
-    ModelDescription, NamedTensor, PluginError, Pooling, ReceptiveField, Tensor, TensorRef,
-    pool_map,
+    ActivationSet, Gradient, GradientRequest, InputSpec, LayerInfo, LayerKind, ModelAdapter,
+    ModelAdapterPlugin, ModelDescription, NamedTensor, PluginError, Pooling, ReceptiveField,
+    Tensor, TensorRef, objective_seed, pool_map,
 };
 
 /// The plugin's name.
@@ -123,6 +124,66 @@ impl ExampleModel {
         let fc1 = dense(&conv1, &self.fc1_w, &self.fc1_b, true);
         let logits = dense(&fc1, &self.fc2_w, &self.fc2_b, false);
         Forward { conv1, fc1, logits }
+    }
+
+    /// d(objective)/d(image) for one image, from the layer's seed d(objective)/d(layer),
+    /// back through logits (Gemm), fc1 (ReLU, Gemm) and conv1 (ReLU, Conv).
+    fn backward(&self, image: &[f32], forward: &Forward, layer: &str, seed: &[f32]) -> Vec<f32> {
+        let hidden_in = CONV_C * CONV_SIDE * CONV_SIDE;
+        // Through the logits' Gemm: d fc1 = W2ᵀ d logits.
+        let mut d_fc1 = vec![0.0f32; HIDDEN];
+        match layer {
+            "logits" => {
+                for (row, d) in self.fc2_w.chunks(HIDDEN).zip(seed) {
+                    for (acc, w) in d_fc1.iter_mut().zip(row) {
+                        *acc += w * d;
+                    }
+                }
+            }
+            "fc1" => d_fc1.copy_from_slice(seed),
+            _ => {}
+        }
+        // Through fc1's ReLU and Gemm: d conv1 = W1ᵀ (d fc1 · [fc1 > 0]).
+        let mut d_conv = if layer == "conv1" {
+            seed.to_vec()
+        } else {
+            vec![0.0f32; hidden_in]
+        };
+        for ((row, d), out) in self.fc1_w.chunks(hidden_in).zip(&d_fc1).zip(&forward.fc1) {
+            if *out > 0.0 {
+                for (acc, w) in d_conv.iter_mut().zip(row) {
+                    *acc += w * d;
+                }
+            }
+        }
+        // Through conv1's ReLU and the convolution (3×3, stride 2, pad 1), transposed.
+        let mut d_image = vec![0.0f32; image.len()];
+        for o in 0..CONV_C {
+            for y in 0..CONV_SIDE {
+                for x in 0..CONV_SIDE {
+                    let at = (o * CONV_SIDE + y) * CONV_SIDE + x;
+                    if forward.conv1[at] <= 0.0 || d_conv[at] == 0.0 {
+                        continue;
+                    }
+                    let d = d_conv[at];
+                    for c in 0..IN_C {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let iy = (2 * y + ky) as isize - 1;
+                                let ix = (2 * x + kx) as isize - 1;
+                                if (0..SIDE as isize).contains(&iy)
+                                    && (0..SIDE as isize).contains(&ix)
+                                {
+                                    let w = self.conv_w[((o * IN_C + c) * 3 + ky) * 3 + kx];
+                                    d_image[(c * SIDE + iy as usize) * SIDE + ix as usize] += w * d;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        d_image
     }
 
     fn layers() -> Vec<LayerInfo> {
@@ -270,6 +331,58 @@ impl ModelAdapter for ExampleModel {
         }
         self.each_image(image, layers, true, |layer, forward| {
             Ok(layer_values(layer, forward).to_vec())
+        })
+    }
+
+    fn gradient(
+        &mut self,
+        batch: TensorRef<'_>,
+        request: &GradientRequest<'_>,
+    ) -> Result<Gradient, PluginError> {
+        let infos = ExampleModel::layers();
+        let Some(target) = infos.iter().find(|l| l.name == request.layer) else {
+            return Err(PluginError::not_found(format!(
+                "{NAME} has no layer '{}' (it has conv1, fc1, logits)",
+                request.layer
+            )));
+        };
+        let n = match batch.shape() {
+            [b, IN_C, SIDE, SIDE] => *b,
+            other => {
+                return Err(PluginError::invalid_argument(format!(
+                    "input of shape {other:?}: {NAME} takes [N, {IN_C}, {SIDE}, {SIDE}]"
+                )));
+            }
+        };
+        request.check_weights(target, n)?;
+        let per_weights = request.weights.data().len() / n.max(1);
+        let mut objective = Vec::with_capacity(n);
+        let mut input = Vec::with_capacity(batch.data().len());
+        // The maps by the same per-image path as `run_maps`.
+        let maps = if request.maps.is_empty() {
+            Vec::new()
+        } else {
+            self.each_image(batch, request.maps, true, |layer, forward| {
+                Ok(layer_values(layer, forward).to_vec())
+            })?
+            .layers
+        };
+        for (image, w) in batch
+            .data()
+            .chunks(IN_C * SIDE * SIDE)
+            .zip(request.weights.data().chunks(per_weights.max(1)))
+        {
+            let forward = self.forward(image);
+            let a = layer_values(target, &forward);
+            let (value, seed) =
+                objective_seed(target.kind, &target.shape, request.objective, w, a)?;
+            objective.push(value);
+            input.extend(self.backward(image, &forward, &target.name, &seed));
+        }
+        Ok(Gradient {
+            objective: Tensor::new(vec![n], objective)?,
+            input: Tensor::new(batch.shape().to_vec(), input)?,
+            maps,
         })
     }
 }

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use shiftscope_onnx::OnnxModel;
-use shiftscope_sdk::{ModelAdapter, TensorRef};
+use shiftscope_sdk::{GradientRequest, ModelAdapter, Objective, TensorRef};
 
 fn floats(path: &str) -> Result<Vec<f32>, std::io::Error> {
     Ok(std::fs::read(path)?
@@ -39,12 +39,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .neurons;
     let x = floats(input)?;
     let wv = floats(weights)?;
-    let (objective, grad) = model.gradient(
-        TensorRef::new(&dims, &x)?,
+    let weights = [dims[0], neurons];
+    let request = GradientRequest {
         layer,
-        TensorRef::new(&[dims[0], neurons], &wv)?,
-    )?;
-    let raw: Vec<u8> = grad.data().iter().flat_map(|v| v.to_le_bytes()).collect();
+        objective: Objective::Pooled,
+        weights: TensorRef::new(&weights, &wv)?,
+        maps: &[],
+    };
+    let result = model.gradient(TensorRef::new(&dims, &x)?, &request)?;
+    let objective = result.objective.data();
+    let raw: Vec<u8> = result
+        .input
+        .data()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
     std::fs::write(out, raw)?;
     println!("objective {objective:?}");
     Ok(())

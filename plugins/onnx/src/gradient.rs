@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef as OrtTensorRef;
-use shiftscope_sdk::{PluginError, Tensor, TensorRef};
+use shiftscope_sdk::{
+    Gradient, GradientRequest, NamedTensor, Objective, PluginError, Tensor, TensorRef,
+};
 
 use crate::graph::Exposed;
 use crate::{OnnxModel, backward, decision, ort_error};
@@ -78,32 +80,50 @@ impl OnnxModel {
         Ok(())
     }
 
-    /// d(objective)/d(image) for a batch, with the objective Σᵢ wᵢ·aᵢ over the layer `layer`
-    /// pooled as it is recorded (conv maps by their spatial mean, tokens by their mean) and
-    /// `weights` `[B, neurons]`: returns the objective per image and the gradient, in the
-    /// batch's shape. The gradient graph is built once per layer and kept.
-    pub fn gradient(
+    /// The adapter's [`shiftscope_sdk::ModelAdapter::gradient`]: the backward graph of the
+    /// request's layer, objective and maps is built once and kept; one session serves every
+    /// weight (neuron, channel, position, class) since the weights are its input.
+    pub(crate) fn gradient_run(
         &mut self,
         batch: TensorRef<'_>,
-        layer: &str,
-        weights: TensorRef<'_>,
-    ) -> Result<(Vec<f32>, Tensor), PluginError> {
+        request: &GradientRequest<'_>,
+    ) -> Result<Gradient, PluginError> {
         let n = self.check_input(batch)?;
-        let (tensor, kind) = self.layer_tensor(layer)?;
-        let neurons = self.description.layer(layer).map_or(0, |l| l.neurons);
-        if weights.shape() != [n, neurons] {
-            return Err(PluginError::invalid_argument(format!(
-                "gradient weights of shape {:?} for a batch of {n} and layer '{layer}' of {neurons} neurons; expected [{n}, {neurons}]",
-                weights.shape()
+        let (tensor, kind) = self.layer_tensor(request.layer)?;
+        let Some(layer) = self.description.layer(request.layer) else {
+            return Err(PluginError::not_found(format!(
+                "{}: no layer '{}'",
+                self.path.display(),
+                request.layer
             )));
-        }
+        };
+        request.check_weights(layer, n)?;
         if self.graph.input.channels_last.is_some() || !self.graph.casts.is_empty() {
             return Err(PluginError::unsupported(format!(
                 "{}: gradients of channels-last or float16 models are not supported yet",
                 self.path.display()
             )));
         }
-        if !self.gradient_sessions.contains_key(&tensor) {
+        // Each requested map's tensor, output once however often it is asked.
+        let mut map_tensors: Vec<String> = Vec::new();
+        let mut map_index = Vec::with_capacity(request.maps.len());
+        for name in request.maps {
+            let (t, _) = self.layer_tensor(name)?;
+            let i = match map_tensors.iter().position(|m| *m == t) {
+                Some(i) => i,
+                None => {
+                    map_tensors.push(t);
+                    map_tensors.len() - 1
+                }
+            };
+            map_index.push(i);
+        }
+        let key = GradientKey {
+            tensor: tensor.clone(),
+            objective: request.objective,
+            maps: map_tensors.clone(),
+        };
+        if !self.gradient_sessions.contains_key(&key) {
             self.learn_every_shape()?;
             let dir = self.graph.dir.clone();
             let path = self.path.clone();
@@ -121,19 +141,21 @@ impl OnnxModel {
             let target = backward::Target {
                 tensor: tensor.clone(),
                 kind,
+                objective: request.objective,
+                maps: map_tensors.clone(),
             };
             let bytes = backward::gradient_model(&forward, &target)?;
             // Basic optimisation only (constant folding, redundant nodes): no fusion
             // rewrites the forward ops the rules read.
             let session =
                 self.build_session(&bytes, self.device, GraphOptimizationLevel::Level1)?;
-            self.gradient_sessions.insert(tensor.clone(), session);
+            self.gradient_sessions.insert(key.clone(), session);
         }
         let input_name = self.graph.input.name.clone();
         let path = self.path.display().to_string();
         let session = self
             .gradient_sessions
-            .get_mut(&tensor)
+            .get_mut(&key)
             .ok_or_else(|| PluginError::failed("gradient session cache lost an entry"))?;
         // A model with a fixed batch of 1 runs image by image.
         let chunk = if self.graph.input.shape[0] == Some(1) {
@@ -142,33 +164,47 @@ impl OnnxModel {
             n.max(1)
         };
         let per_image: usize = batch.shape()[1..].iter().product();
-        let (mut objective, mut grad) = (Vec::with_capacity(n), Vec::with_capacity(n * per_image));
-        for (images, w) in batch
-            .data()
-            .chunks(per_image * chunk)
-            .zip(weights.data().chunks(neurons * chunk))
+        let w_per_image: usize = request.weights.shape()[1..].iter().product();
+        let mut objective = Vec::with_capacity(n);
+        let mut grad = Vec::with_capacity(n * per_image);
+        let mut maps: Vec<(Vec<usize>, Vec<f32>)> =
+            vec![(Vec::new(), Vec::new()); map_tensors.len()];
+        for (start, images) in (0..n)
+            .step_by(chunk)
+            .zip(batch.data().chunks(per_image * chunk))
         {
             let count = images.len() / per_image.max(1);
             let mut dims = vec![count];
             dims.extend_from_slice(&batch.shape()[1..]);
             let image = OrtTensorRef::from_array_view((dims, images))
                 .map_err(|e| ort_error("gradient input", e))?;
-            let w = OrtTensorRef::from_array_view(([count, neurons], w))
+            let mut w_dims = vec![count];
+            w_dims.extend_from_slice(&request.weights.shape()[1..]);
+            let w = &request.weights.data()[start * w_per_image..(start + count) * w_per_image];
+            let w = OrtTensorRef::from_array_view((w_dims, w))
                 .map_err(|e| ort_error("gradient weights", e))?;
             let result = session
                 .run(ort::inputs![input_name.as_str() => image, backward::WEIGHTS => w])
                 .map_err(|e| ort_error(&format!("{path}: gradient run"), e))?;
-            for (name, into) in [
-                (backward::OBJECTIVE, &mut objective),
-                (backward::INPUT_GRADIENT, &mut grad),
-            ] {
+            let read = |name: &str| -> Result<(Vec<usize>, &[f32]), PluginError> {
                 let value = result
                     .get(name)
                     .ok_or_else(|| PluginError::failed(format!("{path}: no '{name}'")))?;
-                let (_, data) = value
+                let (shape, data) = value
                     .try_extract_tensor::<f32>()
                     .map_err(|e| ort_error(&format!("{path}: '{name}'"), e))?;
-                into.extend_from_slice(data);
+                Ok((shape.iter().map(|&d| d.max(0) as usize).collect(), data))
+            };
+            objective.extend_from_slice(read(backward::OBJECTIVE)?.1);
+            grad.extend_from_slice(read(backward::INPUT_GRADIENT)?.1);
+            for (name, (shape, data)) in map_tensors.iter().zip(maps.iter_mut()) {
+                let (dims, values) = read(name)?;
+                if shape.is_empty() {
+                    *shape = dims;
+                } else if let Some(first) = shape.first_mut() {
+                    *first += count;
+                }
+                data.extend_from_slice(values);
             }
         }
         if grad.len() != n * per_image || objective.len() != n {
@@ -177,7 +213,31 @@ impl OnnxModel {
                 grad.len()
             )));
         }
-        let shape = batch.shape().to_vec();
-        Ok((objective, Tensor::new(shape, grad)?))
+        let maps = request
+            .maps
+            .iter()
+            .zip(map_index)
+            .map(|(name, i)| {
+                let (shape, data) = maps[i].clone();
+                Ok(NamedTensor {
+                    name: name.clone(),
+                    tensor: Tensor::new(shape, data)?,
+                })
+            })
+            .collect::<Result<_, PluginError>>()?;
+        Ok(Gradient {
+            objective: Tensor::new(vec![n], objective)?,
+            input: Tensor::new(batch.shape().to_vec(), grad)?,
+            maps,
+        })
     }
+}
+
+/// What a backward graph was built for: the target tensor, the objective, the maps it
+/// outputs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct GradientKey {
+    tensor: String,
+    objective: Objective,
+    maps: Vec<String>,
 }

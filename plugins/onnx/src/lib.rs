@@ -2,7 +2,9 @@
 //! (`ort`, loaded dynamically: no CDN, no build-time download). It owns: finding and starting
 //! the runtime ([`runtime`]), decoding the model and editing it in memory to expose and pool
 //! intermediate tensors ([`graph`]), layer discovery and the default selection
-//! ([`discovery`]), and sessions per device, built once per request shape and reused.
+//! ([`discovery`]), sessions per device, built once per request shape and reused, and the
+//! gradient of a layer objective through a backward graph it derives ([`backward`],
+//! [`gradient`]).
 //!
 //! Config (RON): `(model: "resnet18.onnx", device: Cpu, threads: Some(2), ort_lib: None,
 //! optimization: All)`; only `model` is required. `device` is `Cpu`, `Cuda(0)` (fails when
@@ -28,8 +30,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{TensorElementType, TensorRef as OrtTensorRef, ValueType};
 use serde::{Deserialize, Serialize};
 use shiftscope_sdk::{
-    ActivationSet, DecisionLayer, InputSpec, LayerKind, ModelAdapter, ModelAdapterPlugin,
-    ModelDescription, NamedTensor, PluginError, Pooling, Tensor, TensorRef,
+    ActivationSet, DecisionLayer, Gradient, GradientRequest, InputSpec, LayerKind, ModelAdapter,
+    ModelAdapterPlugin, ModelDescription, NamedTensor, PluginError, Pooling, Tensor, TensorRef,
 };
 
 use crate::graph::{Exposed, Graph, show_dims};
@@ -142,7 +144,7 @@ pub struct OnnxModel {
     /// batch (learnt for the gradient rules).
     full_shapes: HashMap<String, (Vec<usize>, Vec<bool>)>,
     /// Gradient sessions, by the target layer's tensor.
-    gradient_sessions: HashMap<String, Session>,
+    gradient_sessions: HashMap<gradient::GradientKey, Session>,
     sessions: HashMap<SessionKey, Session>,
 }
 
@@ -696,6 +698,14 @@ impl ModelAdapter for OnnxModel {
         let located = decision::locate(model, &self.graph.logits, &self.path)?;
         let edited = decision::edited(model, &located, layer, &self.path, &self.graph.dir)?;
         decision::write_copy(edited, path, &self.path, &self.graph.dir, overwrite)
+    }
+
+    fn gradient(
+        &mut self,
+        batch: TensorRef<'_>,
+        request: &GradientRequest<'_>,
+    ) -> Result<Gradient, PluginError> {
+        self.gradient_run(batch, request)
     }
 }
 

@@ -11,7 +11,9 @@ use onnx_protobuf::{
 };
 use shiftscope_onnx::{Config, OnnxModel};
 use shiftscope_sdk::rng::SplitMix64;
-use shiftscope_sdk::{ActivationSet, ModelAdapter, Pooling, Tensor, select_layers};
+use shiftscope_sdk::{
+    ActivationSet, GradientRequest, ModelAdapter, Pooling, Tensor, select_layers,
+};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -101,11 +103,9 @@ fn external_data_resolves_beside_the_model_not_the_working_directory() {
     // Gradients run on the side file's weights too.
     let weights =
         Tensor::new(vec![3, 10], (0..30).map(|i| (i % 7) as f32 - 3.0).collect()).unwrap();
-    let (objective, grad) = external
-        .gradient(x.view(), "logits", weights.view())
-        .unwrap();
-    let (want_objective, want_grad) = plain.gradient(x.view(), "logits", weights.view()).unwrap();
-    assert_eq!((objective, grad), (want_objective, want_grad));
+    let request = GradientRequest::pooled("logits", weights.view());
+    let got = external.gradient(x.view(), &request).unwrap();
+    assert_eq!(got, plain.gradient(x.view(), &request).unwrap());
 
     // The decision layer reads its weights from the side file, and a repaired copy carries
     // its weights inline, running from anywhere.

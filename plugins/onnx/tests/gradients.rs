@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use shiftscope_onnx::OnnxModel;
 use shiftscope_sdk::rng::SplitMix64;
-use shiftscope_sdk::{ModelAdapter, Pooling, Tensor};
+use shiftscope_sdk::{GradientRequest, ModelAdapter, Pooling, Tensor};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -62,7 +62,10 @@ fn check(model: &mut OnnxModel, shape: &[usize], layer: &str, seed: u64) -> f64 
     let neurons = model.describe().unwrap().layer(layer).unwrap().neurons;
     let x = random(shape, seed, -1.0, 1.0);
     let w = random(&[shape[0], neurons], seed + 1, -1.0, 1.0);
-    let (value, grad) = model.gradient(x.view(), layer, w.view()).unwrap();
+    let result = model
+        .gradient(x.view(), &GradientRequest::pooled(layer, w.view()))
+        .unwrap();
+    let (value, grad) = (result.objective.data(), result.input);
     assert_eq!(grad.shape(), shape);
     let forward = objective(model, &x, layer, &w);
     for (v, f) in value.iter().zip(&forward) {
@@ -148,7 +151,7 @@ fn an_op_without_a_rule_and_bad_weights_are_named() {
     let x = random(&[1, 3, 16, 16], 1, -1.0, 1.0);
     let w = random(&[1, 10], 2, -1.0, 1.0);
     let e = qdq
-        .gradient(x.view(), "logits", w.view())
+        .gradient(x.view(), &GradientRequest::pooled("logits", w.view()))
         .unwrap_err()
         .to_string();
     assert!(
@@ -157,12 +160,15 @@ fn an_op_without_a_rule_and_bad_weights_are_named() {
     );
     let mut cnn = OnnxModel::from_path(&fixture("cnn.onnx")).unwrap();
     let e = cnn
-        .gradient(x.view(), "logits", random(&[1, 9], 3, 0.0, 1.0).view())
+        .gradient(
+            x.view(),
+            &GradientRequest::pooled("logits", random(&[1, 9], 3, 0.0, 1.0).view()),
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("expected [1, 10]"), "{e}");
     let e = cnn
-        .gradient(x.view(), "nope", w.view())
+        .gradient(x.view(), &GradientRequest::pooled("nope", w.view()))
         .unwrap_err()
         .to_string();
     assert!(e.contains("no layer 'nope'"), "{e}");

@@ -15,9 +15,9 @@ mod views;
 
 pub use dataset::dataset_table;
 pub use export::HeaderCell;
-pub use model::model_table;
+pub use model::{GradientRequestKeep, gradient_request_view, model_table, read_gradient};
 pub use views::{
-    pooling_from_view, pooling_to_view, read_activation_set, read_catalog, read_decision_layer,
-    read_description, read_f32_tensor, read_sample, read_slice, read_str, read_str_list,
-    shape_to_i64, tensor_view,
+    objective_from_code, objective_to_code, pooling_from_view, pooling_to_view,
+    read_activation_set, read_catalog, read_decision_layer, read_description, read_f32_tensor,
+    read_sample, read_slice, read_str, read_str_list, shape_to_i64, tensor_view,
 };

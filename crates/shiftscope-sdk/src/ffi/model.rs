@@ -1,9 +1,9 @@
 //! The model-adapter function table for a [`ModelAdapterPlugin`] type.
 
 use shiftscope_abi::{
-    ActivationSetView, DecisionLayerView, InputView, Instance, LayerView, ModelAdapterTable,
-    ModelDescriptionView, NamedTensorView, Output, PoolingView, ReceptiveFieldView, Status,
-    StrListView, StrView, TensorView,
+    ActivationSetView, DecisionLayerView, GradientRequestView, GradientView, InputView, Instance,
+    LayerView, ModelAdapterTable, ModelDescriptionView, NamedTensorView, Output, PoolingView,
+    ReceptiveFieldView, Status, StrListView, StrView, TensorView,
 };
 
 use super::export::{
@@ -11,11 +11,12 @@ use super::export::{
     publish, release,
 };
 use super::views::{
-    layer_kind_to_abi, pooling_from_view, read_f32_tensor, read_slice, read_str,
-    receptive_field_view, shape_to_i64, tensor_view,
+    layer_kind_to_abi, objective_from_code, pooling_from_view, read_f32_tensor, read_slice,
+    read_str, receptive_field_view, shape_to_i64, tensor_view,
 };
 use crate::{
-    ActivationSet, DecisionLayer, ModelAdapterPlugin, ModelDescription, PluginError, TensorRef,
+    ActivationSet, DecisionLayer, Gradient, GradientRequest, ModelAdapterPlugin, ModelDescription,
+    NamedTensor, PluginError, TensorRef,
 };
 
 /// The table for `T`, for a `static` in the plugin crate.
@@ -32,6 +33,7 @@ pub const fn model_table<T: ModelAdapterPlugin>() -> ModelAdapterTable {
         outstanding: outstanding::<T>,
         decision_layer: Some(decision_layer::<T>),
         export_with_decision_layer: Some(export_with_decision_layer::<T>),
+        gradient: Some(gradient::<T>),
     }
 }
 
@@ -383,6 +385,161 @@ unsafe extern "C" fn export_with_decision_layer<T: ModelAdapterPlugin>(
         inst.inner
             .export_with_decision_layer(&layer, std::path::Path::new(path), overwrite != 0)
     })
+}
+
+/// Owned storage behind a [`GradientView`].
+struct GradientKeep {
+    _gradient: Gradient,
+    _shapes: Vec<Vec<i64>>,
+    _named: Vec<NamedTensorView>,
+}
+
+/// The view of a [`Gradient`], with the storage that keeps it valid.
+fn gradient_view(gradient: Gradient) -> Result<(GradientKeep, GradientView), PluginError> {
+    let mut shapes = vec![
+        shape_to_i64(gradient.objective.shape())?,
+        shape_to_i64(gradient.input.shape())?,
+    ];
+    for map in &gradient.maps {
+        shapes.push(shape_to_i64(map.tensor.shape())?);
+    }
+    let named: Vec<NamedTensorView> = gradient
+        .maps
+        .iter()
+        .zip(&shapes[2..])
+        .map(|(n, dims)| NamedTensorView {
+            name: StrView::new(&n.name),
+            tensor: tensor_view(dims, n.tensor.data()),
+        })
+        .collect();
+    let view = GradientView {
+        size: size_of::<GradientView>(),
+        objective: tensor_view(&shapes[0], gradient.objective.data()),
+        input: tensor_view(&shapes[1], gradient.input.data()),
+        maps: named.as_ptr(),
+        n_maps: named.len(),
+    };
+    Ok((
+        GradientKeep {
+            _gradient: gradient,
+            _shapes: shapes,
+            _named: named,
+        },
+        view,
+    ))
+}
+
+unsafe extern "C" fn gradient<T: ModelAdapterPlugin>(
+    instance_ptr: *mut Instance,
+    batch: *const TensorView,
+    request: *const GradientRequestView,
+    out: *mut *const GradientView,
+    handle: *mut *mut Output,
+) -> Status {
+    guard(|| {
+        check_out(out, handle)?;
+        // SAFETY: the host passes its live instance.
+        let inst = unsafe { instance_mut::<T>(instance_ptr) }?;
+        // SAFETY: the host lends the batch and the request for the call.
+        let (batch, request) = unsafe { (batch.as_ref(), request.as_ref()) };
+        let batch = batch.ok_or_else(|| PluginError::invalid_argument("null batch"))?;
+        let request =
+            request.ok_or_else(|| PluginError::invalid_argument("null gradient request"))?;
+        if request.size < size_of::<GradientRequestView>() {
+            return Err(PluginError::invalid_argument(format!(
+                "gradient request of {} bytes, expected at least {}",
+                request.size,
+                size_of::<GradientRequestView>()
+            )));
+        }
+        // SAFETY: as above.
+        let (shape, data) = unsafe { read_f32_tensor(batch, "batch") }?;
+        // SAFETY: as above.
+        let (w_shape, w) = unsafe { read_f32_tensor(&request.weights, "gradient weights") }?;
+        // SAFETY: as above.
+        let layer = unsafe { read_str(request.layer, "gradient layer") }?.to_owned();
+        // SAFETY: as above.
+        let maps = unsafe { layer_names(request.maps, request.n_maps) }?;
+        let request = GradientRequest {
+            layer: &layer,
+            objective: objective_from_code(request.objective)?,
+            weights: TensorRef::new(&w_shape, w)?,
+            maps: &maps,
+        };
+        let result = inst
+            .inner
+            .gradient(TensorRef::new(&shape, data)?, &request)?;
+        let (keep, view) = gradient_view(result)?;
+        // SAFETY: out-pointers checked above.
+        unsafe { publish(keep, view, out, handle, &inst.outstanding) };
+        Ok(())
+    })
+}
+
+/// The request as the host lends it: the view and the storage it points into.
+#[derive(Debug)]
+pub struct GradientRequestKeep {
+    _names: Vec<StrView>,
+    _shape: Vec<i64>,
+    /// The view, valid while this value lives.
+    pub view: GradientRequestView,
+}
+
+/// The view of `request` for a plugin's `gradient`.
+pub fn gradient_request_view(
+    request: &GradientRequest<'_>,
+) -> Result<GradientRequestKeep, PluginError> {
+    let names: Vec<StrView> = request.maps.iter().map(|m| StrView::new(m)).collect();
+    let shape = shape_to_i64(request.weights.shape())?;
+    let view = GradientRequestView {
+        size: size_of::<GradientRequestView>(),
+        layer: StrView::new(request.layer),
+        objective: super::views::objective_to_code(request.objective),
+        weights: tensor_view(&shape, request.weights.data()),
+        maps: names.as_ptr(),
+        n_maps: names.len(),
+    };
+    Ok(GradientRequestKeep {
+        _names: names,
+        _shape: shape,
+        view,
+    })
+}
+
+/// Reads what `gradient` returned (shapes are the host's to check against the request).
+///
+/// # Safety
+/// The view's pointers must be valid for the sizes it states.
+pub unsafe fn read_gradient(view: &GradientView) -> Result<Gradient, PluginError> {
+    if view.size < size_of::<GradientView>() {
+        return Err(PluginError::failed(format!(
+            "malformed plugin output: gradient view of {} bytes, expected at least {}",
+            view.size,
+            size_of::<GradientView>()
+        )));
+    }
+    // SAFETY: every pointer is forwarded from the caller with its stated size.
+    unsafe {
+        let read = |t: &TensorView, what: &str| -> Result<crate::Tensor, PluginError> {
+            let (shape, data) = read_f32_tensor(t, what)?;
+            crate::Tensor::new(shape, data.to_vec())
+        };
+        let maps = read_slice(view.maps, view.n_maps, "gradient maps")?
+            .iter()
+            .map(|named| {
+                let name = read_str(named.name, "map name")?.to_owned();
+                Ok(NamedTensor {
+                    tensor: read(&named.tensor, &format!("map {name}"))?,
+                    name,
+                })
+            })
+            .collect::<Result<_, PluginError>>()?;
+        Ok(Gradient {
+            objective: read(&view.objective, "gradient objective")?,
+            input: read(&view.input, "input gradient")?,
+            maps,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -152,6 +152,26 @@ pub fn pooling_from_view(view: PoolingView) -> Result<Pooling, PluginError> {
     Ok(Pooling { conv, tokens })
 }
 
+/// The ABI code of an objective.
+pub fn objective_to_code(objective: crate::Objective) -> u32 {
+    match objective {
+        crate::Objective::Pooled => shiftscope_abi::GradientRequestView::POOLED,
+        crate::Objective::Map => shiftscope_abi::GradientRequestView::MAP,
+        crate::Objective::SquaredNorm => shiftscope_abi::GradientRequestView::SQUARED_NORM,
+    }
+}
+
+/// The objective of an ABI code; an unknown code is an error.
+pub fn objective_from_code(code: u32) -> Result<crate::Objective, PluginError> {
+    use shiftscope_abi::GradientRequestView as V;
+    match code {
+        V::POOLED => Ok(crate::Objective::Pooled),
+        V::MAP => Ok(crate::Objective::Map),
+        V::SQUARED_NORM => Ok(crate::Objective::SquaredNorm),
+        other => Err(bad(format!("unknown gradient objective code {other}"))),
+    }
+}
+
 pub(crate) fn layer_kind_to_abi(kind: LayerKind) -> AbiLayerKind {
     match kind {
         LayerKind::Conv => AbiLayerKind::CONV,

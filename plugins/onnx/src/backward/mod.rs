@@ -24,14 +24,15 @@ use onnx_protobuf::{
     AttributeProto, GraphProto, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto,
     attribute_proto::AttributeType, tensor_proto::DataType,
 };
-use shiftscope_sdk::{LayerKind, PluginError};
+use shiftscope_sdk::{LayerKind, Objective, PluginError};
 
 use crate::graph::{int_attr, int64_initializer};
 
 mod rules;
 use rules::rule;
 
-/// The graph input carrying the objective's weights, `[B, neurons]`.
+/// The graph input carrying the objective's weights (`[B, neurons]`, `[B, ...shape]` or
+/// `[B]`, by objective).
 pub(crate) const WEIGHTS: &str = "shiftscope/gradient/weights";
 /// The graph output carrying the objective per image, `[B]`.
 pub(crate) const OBJECTIVE: &str = "shiftscope/gradient/objective";
@@ -45,6 +46,10 @@ pub(crate) struct Target {
     pub(crate) tensor: String,
     /// Its kind: how it is pooled to one value per neuron.
     pub(crate) kind: LayerKind,
+    /// The objective on it.
+    pub(crate) objective: Objective,
+    /// Forward tensors the graph outputs too, under their own names.
+    pub(crate) maps: Vec<String>,
 }
 
 pub(super) fn bad(path: &Path, problem: impl std::fmt::Display) -> PluginError {
@@ -395,13 +400,21 @@ pub(crate) fn gradient_model(
     weights.name = WEIGHTS.to_owned();
     let tensor = weights.type_.mut_or_insert_default().mut_tensor_type();
     tensor.elem_type = DataType::FLOAT as i32;
+    let rank = match target.objective {
+        Objective::Pooled => 2,
+        Objective::Map => target_rank(forward, &target.tensor)?,
+        Objective::SquaredNorm => 1,
+    };
     let shape = tensor.shape.mut_or_insert_default();
-    for _ in 0..2 {
+    for _ in 0..rank {
         shape.dim.push(Default::default());
     }
     g.input.push(weights);
     g.output.clear();
-    for name in [OBJECTIVE, INPUT_GRADIENT] {
+    let outputs = [OBJECTIVE, INPUT_GRADIENT]
+        .into_iter()
+        .chain(target.maps.iter().map(String::as_str));
+    for name in outputs {
         let mut info = ValueInfoProto::new();
         info.name = name.to_owned();
         g.output.push(info);
@@ -411,7 +424,21 @@ pub(crate) fn gradient_model(
         .map_err(|e| PluginError::failed(format!("encoding the gradient graph: {e}")))
 }
 
-/// Appends the objective Σ w·pool(a) (output [`OBJECTIVE`], `[B]`) and returns the name of
+/// The rank of the target's tensor, batch axis included.
+fn target_rank(forward: &Forward<'_>, tensor: &str) -> Result<usize, PluginError> {
+    forward
+        .shapes
+        .get(tensor)
+        .map(|shape| shape.len() + 1)
+        .ok_or_else(|| {
+            bad(
+                forward.path,
+                format!("the shape of the target '{tensor}' is unknown"),
+            )
+        })
+}
+
+/// Appends the objective (output [`OBJECTIVE`], `[B]`) and returns the name of
 /// d(objective)/d(a).
 fn objective(
     b: &mut Builder,
@@ -419,6 +446,34 @@ fn objective(
     target: &Target,
 ) -> Result<String, PluginError> {
     let a = target.tensor.as_str();
+    if target.objective != Objective::Pooled {
+        // Σ w·a or w·Σ a² over every axis but the batch.
+        let rank = target_rank(forward, a)?;
+        let image_axes: Vec<i64> = (1..rank as i64).collect();
+        let image_axes = b.ints(&image_axes);
+        if target.objective == Objective::Map {
+            let product = b.node("Mul", &[a, WEIGHTS], vec![]);
+            b.node_into(
+                "ReduceSum",
+                &[&product, &image_axes],
+                vec![int_attr("keepdims", 0)],
+                &[OBJECTIVE],
+            );
+            return Ok(WEIGHTS.to_owned());
+        }
+        let square = b.node("Mul", &[a, a], vec![]);
+        let norm = b.node(
+            "ReduceSum",
+            &[&square, &image_axes],
+            vec![int_attr("keepdims", 0)],
+        );
+        b.node_into("Mul", &[&norm, WEIGHTS], vec![], &[OBJECTIVE]);
+        // d/da of w·Σ a² = 2·w·a.
+        let w = b.node("Unsqueeze", &[WEIGHTS, &image_axes], vec![]);
+        let two = b.scalar(2.0);
+        let twice = b.node("Mul", &[&w, &two], vec![]);
+        return Ok(b.node("Mul", &[a, &twice], vec![]));
+    }
     let axes = b.ints(&[1]);
     let shape = forward.shapes.get(a).ok_or_else(|| {
         bad(
