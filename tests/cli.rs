@@ -952,3 +952,195 @@ fn a_one_channel_model_records_colour_images_as_their_luminance() {
         "{p}"
     );
 }
+
+#[test]
+fn gradient_writes_the_input_gradients_of_each_image_in_order() {
+    use shiftscope_sdk::{GradientRequest, ModelAdapter, Objective, Tensor};
+    let home = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let images = root.path().join("images");
+    std::fs::create_dir_all(images.join("b")).unwrap();
+    // Three images of other sizes than the model's 16×16, in a folder tree (sorted by path:
+    // a.png, b/c.png, b/d.png) and one given alone after it.
+    let mut paths = Vec::new();
+    for (i, (name, side)) in [("a.png", 20u32), ("b/c.png", 24), ("b/d.png", 16)]
+        .iter()
+        .enumerate()
+    {
+        let rgb: Vec<u8> = (0..side * side * 3)
+            .map(|p| ((p as usize * (7 + 5 * i) + 31 * i) % 251) as u8)
+            .collect();
+        let path = images.join(name);
+        common::write_png(&path, *side, *side, &rgb);
+        paths.push(path);
+    }
+    let alone = root.path().join("alone.png");
+    std::fs::copy(&paths[1], &alone).unwrap();
+    paths.push(alone.clone());
+    let model = common::model("cnn.onnx");
+    let preprocessing = "(resize: Some(16), crop: Some(16))";
+    let out_npy = root.path().join("grad.npy");
+    let (m, dir, a) = (
+        model.to_str().unwrap(),
+        images.to_str().unwrap(),
+        alone.to_str().unwrap(),
+    );
+    for (target, layer, objective) in [
+        ("logit:1", "logits", Objective::Pooled),
+        ("conv2_relu:3@2,5", "conv2_relu", Objective::Map),
+    ] {
+        let out = run(
+            &[
+                "gradient",
+                m,
+                dir,
+                a,
+                "--target",
+                target,
+                "--out",
+                out_npy.to_str().unwrap(),
+                "--preprocessing",
+                preprocessing,
+                "--batch",
+                "3",
+            ],
+            home.path(),
+        );
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+        assert!(stdout.contains("of 4 images"), "{stdout}");
+        assert!(
+            stdout.contains("wrote ") && stdout.contains("[4, 3, 16, 16]"),
+            "{stdout}"
+        );
+
+        // The same images through the library: preprocessing, then the adapter's gradient.
+        let pre: shiftscope_runtime::Preprocessing = ron_preprocessing();
+        let mut data = Vec::new();
+        for p in &paths {
+            let sample = shiftscope_runtime::read_image(p).unwrap();
+            data.extend(pre.apply(&sample).unwrap().input);
+        }
+        let batch = Tensor::new(vec![4, 3, 16, 16], data).unwrap();
+        let mut adapter = shiftscope_onnx::OnnxModel::from_path(&model).unwrap();
+        let info = adapter.describe().unwrap().layer(layer).unwrap().clone();
+        let mut w = vec![0.0f32; objective.weights_shape(&info, 1)[1..].iter().product()];
+        match objective {
+            Objective::Pooled => w[1] = 1.0,
+            _ => w[(3 * info.shape[1] + 2) * info.shape[2] + 5] = 1.0,
+        }
+        let weights = Tensor::new(objective.weights_shape(&info, 4), w.repeat(4)).unwrap();
+        let want = adapter
+            .gradient(
+                batch.view(),
+                &GradientRequest {
+                    layer,
+                    objective,
+                    weights: weights.view(),
+                    maps: &[],
+                },
+            )
+            .unwrap();
+        let file = std::fs::read(&out_npy).unwrap();
+        let array = npyz::NpyFile::new(&file[..]).unwrap();
+        assert_eq!(array.shape(), [4, 3, 16, 16]);
+        let got: Vec<f32> = array.into_vec().unwrap();
+        let scale = want.input.data().iter().fold(0f32, |m, g| m.max(g.abs()));
+        assert!(scale > 0.0, "{target}: a zero gradient");
+        for (g, w) in got.iter().zip(want.input.data()) {
+            assert!((g - w).abs() <= 1e-6 * scale, "{target}: {g} vs {w}");
+        }
+        // Each image's objective is printed in order.
+        let lines: Vec<&str> = stdout.lines().filter(|l| l.contains("objective")).collect();
+        assert_eq!(lines.len(), 4, "{stdout}");
+        for ((line, p), v) in lines.iter().zip(&paths).zip(want.objective.data()) {
+            assert!(line.contains(p.to_str().unwrap()), "{line}");
+            assert!(line.contains(&format!("{v:.6}")), "{line} vs {v}");
+        }
+    }
+}
+
+fn ron_preprocessing() -> shiftscope_runtime::Preprocessing {
+    shiftscope_runtime::Preprocessing {
+        resize: Some(16),
+        crop: Some(16),
+        ..shiftscope_runtime::Preprocessing::imagenet()
+    }
+}
+
+#[test]
+fn gradient_errors_name_what_was_wrong() {
+    let home = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let image = root.path().join("x.png");
+    common::write_png(&image, 20, 20, &[90; 20 * 20 * 3]);
+    let not_image = root.path().join("notes.png");
+    std::fs::write(&not_image, "not a picture").unwrap();
+    let empty = root.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let model = common::model("cnn.onnx");
+    let (m, i) = (model.to_str().unwrap(), image.to_str().unwrap());
+    for (args, wanted) in [
+        (vec![m, i, "--target", "nope:1"], "no layer 'nope'"),
+        (vec![m, i, "--target", "conv2_relu:99"], "has 8 neurons"),
+        (
+            vec![m, i, "--target", "logit:10"],
+            "the model has 10 classes",
+        ),
+        (
+            vec![m, i, "--target", "conv2_relu:1@9,0"],
+            "outside layer 'conv2_relu'",
+        ),
+        (
+            vec![m, not_image.to_str().unwrap(), "--target", "logit:0"],
+            "notes.png",
+        ),
+        (
+            vec![m, empty.to_str().unwrap(), "--target", "logit:0"],
+            "holds no PNG or JPEG images",
+        ),
+        (
+            vec![m, "/nonexistent/y.png", "--target", "logit:0"],
+            "no such image or folder",
+        ),
+        (
+            vec![
+                m,
+                i,
+                "--target",
+                "logit:0",
+                "--preprocessing",
+                "(resize: None, crop: None)",
+            ],
+            "preprocessed to [3, 20, 20], but the model's input",
+        ),
+        (
+            vec![
+                common::model("cnn_qdq.onnx").to_str().unwrap(),
+                i,
+                "--target",
+                "logit:0",
+            ],
+            "no backward rule for DequantizeLinear",
+        ),
+    ] {
+        let mut full = vec!["gradient"];
+        full.extend(&args);
+        let out = run(&full, home.path());
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(wanted), "{args:?}: {stderr}");
+    }
+    // Where no GPU can be used, `--device cuda` is an error naming CUDA, never a quiet CPU
+    // run; where one can, the run says nothing of the CPU.
+    let out = run(
+        &["gradient", m, i, "--target", "logit:0", "--device", "cuda"],
+        home.path(),
+    );
+    let stderr = text(&out.stderr);
+    if out.status.success() {
+        assert!(!text(&out.stdout).contains("CPU"), "{}", text(&out.stdout));
+    } else {
+        assert!(stderr.contains("CUDA"), "{stderr}");
+    }
+}

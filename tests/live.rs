@@ -15,17 +15,7 @@ use shiftscope_runtime::LiveModel;
 use shiftscope_sdk::{DatasetSource, DatasetSourcePlugin};
 use shiftscope_store::Store;
 
-fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder
-        .write_header()
-        .unwrap()
-        .write_image_data(rgb)
-        .unwrap();
-}
+use common::write_png;
 
 #[test]
 fn live_activations_equal_the_recorded_ones() {

@@ -313,15 +313,7 @@ fn live_mode_and_the_mistakes_panel_run_their_workers() {
             rgb[(y * 28 + x) * 3] = 230;
         }
     }
-    let file = std::fs::File::create(&image).unwrap();
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), 28, 28);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder
-        .write_header()
-        .unwrap()
-        .write_image_data(&rgb)
-        .unwrap();
+    common::write_png(&image, 28, 28, &rgb);
     let live_shot = dir.path().join("live.png");
     let mistakes_shot = dir.path().join("mistakes.png");
     // Each screenshot waits until its worker has answered.

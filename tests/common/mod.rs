@@ -140,3 +140,17 @@ pub(crate) fn demo_cnn_store_of(
     );
     dir.join("store")
 }
+
+/// Writes an 8-bit RGB PNG of `width`×`height` (`rgb` row-major, 3 bytes a pixel).
+#[allow(dead_code)] // not every test binary writes images
+pub(crate) fn write_png(path: &Path, width: u32, height: u32, rgb: &[u8]) {
+    let file = std::fs::File::create(path).expect("create the PNG");
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .expect("PNG header")
+        .write_image_data(rgb)
+        .expect("PNG data");
+}

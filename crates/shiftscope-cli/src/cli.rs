@@ -103,6 +103,56 @@ pub(crate) enum Command {
     /// original is never modified), re-record it on every dataset of the store into a new
     /// store, and print ID, OOD and per-class accuracy before and after.
     Repair(RepairArgs),
+
+    /// The gradient of a neuron, a channel at one position, a class's logit or a layer's
+    /// squared norm with respect to each input image (after the model's preprocessing),
+    /// through a backward graph derived from the ONNX model (the file is never modified);
+    /// prints the objective per image and writes the gradients as one [N, C, H, W] .npy.
+    Gradient(GradientArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GradientArgs {
+    /// The ONNX model file (read, never modified).
+    pub(crate) model: PathBuf,
+
+    /// PNG or JPEG images, or folders of them (searched recursively, sorted by path); the
+    /// gradients keep this order.
+    #[arg(required = true, value_name = "IMAGE|DIR")]
+    pub(crate) images: Vec<PathBuf>,
+
+    /// What the gradient is of: `logit:CLASS` (index or name), `LAYER:N` (neuron N pooled as
+    /// recorded: a channel's spatial mean), `LAYER:N@Y,X` (channel N at one position),
+    /// `LAYER:N@T` (unit N of token T) or `norm:LAYER` (the layer's squared norm). Layers as
+    /// `shiftscope layers MODEL` lists them, by name or alias.
+    #[arg(long, short)]
+    pub(crate) target: String,
+
+    /// Write the gradients here as an f32 .npy of shape [N, C, H, W].
+    #[arg(long, short, value_name = "NPY")]
+    pub(crate) out: Option<PathBuf>,
+
+    /// Device: `cpu`, `cuda`, `cuda:N` or `auto`; `cuda` fails when the GPU cannot be used.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: String,
+
+    /// Images per forward+backward run.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) batch: usize,
+
+    /// The images' preprocessing, as a RON file or inline RON (a study's `preprocessing`,
+    /// e.g. `(resize: Some(32), crop: Some(32), mean: (0.5, 0.5, 0.5), std: (0.5, 0.5, 0.5))`);
+    /// default: ImageNet's, sized to the model's input.
+    #[arg(long, value_name = "RON|FILE")]
+    pub(crate) preprocessing: Option<String>,
+
+    /// The ONNX Runtime library (before ORT_DYLIB_PATH, the fetched copy, the system's).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ort_lib: Option<PathBuf>,
+
+    /// The graph output holding the logits, for a model with several outputs.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) output: Option<String>,
 }
 
 #[derive(Debug, Args)]

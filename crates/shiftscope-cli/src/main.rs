@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         Command::View(args) => commands::view::run(&cli, args),
         Command::Explain(args) => commands::explain::explain(&cli, args),
         Command::Repair(args) => commands::explain::repair(&cli, args),
+        Command::Gradient(args) => commands::gradient::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,12 +6,14 @@
 //! work, and its application to one sample (the pixels the model saw, and the normalised
 //! input), contact sheets of dataset samples ([`contact_sheet`]), a store's study rebuilt with another
 //! model file ([`study_from_store`], to re-record a repaired model), and live inference of a
-//! store's model on an image file ([`LiveModel`], the viewer's live mode). It never links
+//! store's model on an image file ([`LiveModel`], the viewer's live mode), and gradient
+//! targets as people write them ([`GradientTarget`]: `logit:CLASS`, `LAYER:N@Y,X`). It never links
 //! Bevy, egui or ort.
 
 mod config;
 mod deephys;
 mod extract;
+mod gradient;
 mod live;
 mod preprocess;
 mod restudy;
@@ -23,6 +25,7 @@ pub use config::{
 };
 pub use deephys::import_deephys;
 pub use extract::{DatasetReport, ExtractError, ExtractReport, extract, shard_rows, shard_store};
+pub use gradient::{GradientTarget, TargetError};
 pub use live::{LiveError, LiveMaps, LiveModel, LiveOutput, read_image};
 pub use preprocess::{Channels, Prepared, PreprocessError, Preprocessing, ValueRange};
 pub use restudy::{store_decision_layer, store_model_file, store_preprocessing, study_from_store};

@@ -22,5 +22,6 @@ pub use manifest::{
     DatasetEntry, LayerEntry, Manifest, ModelEntry, Part, Precision, Role, SCHEMA_VERSION, Shard,
 };
 pub use merge::merge;
+pub use npy::write_f32 as write_f32_npy;
 pub use reader::{LayerMatrix, Store, VerifyReport, now_unix, sha256_bytes, sha256_file};
 pub use writer::{DatasetWriter, StoreWriter};

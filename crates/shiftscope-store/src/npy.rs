@@ -56,6 +56,28 @@ pub(crate) fn header(elem: Elem, shape: &[usize]) -> Vec<u8> {
     out
 }
 
+/// Writes `data` as an `f32` array of `shape` to `path` (through a temporary file beside it,
+/// renamed at the end: a crash never leaves a half-written array under `path`).
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), StoreError> {
+    let expected: usize = shape.iter().product();
+    if expected != data.len() {
+        return Err(StoreError::mismatch(
+            path,
+            format!("{} values for an array of shape {shape:?}", data.len()),
+        ));
+    }
+    let mut bytes = header(Elem::F32, shape);
+    bytes.reserve(data.len() * 4);
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    std::fs::write(&partial, &bytes).map_err(StoreError::io(&partial))?;
+    std::fs::rename(&partial, path).map_err(StoreError::io(path))
+}
+
 /// Parses the header at the start of `bytes` and checks it against what is expected; returns
 /// the data offset.
 pub(crate) fn check(

@@ -11,7 +11,7 @@ use crate::builtins::registry;
 use crate::cli::{Cli, LayersArgs};
 use crate::table::write_table;
 
-fn parse_device(text: &str) -> anyhow::Result<Device> {
+pub(crate) fn parse_device(text: &str) -> anyhow::Result<Device> {
     Ok(match text {
         "cpu" => Device::Cpu,
         "auto" => Device::Auto,

@@ -6,6 +6,7 @@ pub(crate) mod demo;
 pub(crate) mod explain;
 pub(crate) mod extract;
 pub(crate) mod features;
+pub(crate) mod gradient;
 pub(crate) mod layers;
 pub(crate) mod plugins;
 pub(crate) mod report;
