@@ -145,10 +145,10 @@ impl OnnxModel {
                 maps: map_tensors.clone(),
             };
             let bytes = backward::gradient_model(&forward, &target)?;
-            // Basic optimisation only (constant folding, redundant nodes): no fusion
-            // rewrites the forward ops the rules read.
-            let session =
-                self.build_session(&bytes, self.device, GraphOptimizationLevel::Level1)?;
+            // Full optimisation: the backward graph is complete before ONNX Runtime sees
+            // it, so its rewrites (fusions, the blocked NCHWc convolution layout) only
+            // speed up what the rules built (1.1× on ResNet-18 against level 1).
+            let session = self.build_session(&bytes, self.device, GraphOptimizationLevel::All)?;
             self.gradient_sessions.insert(key.clone(), session);
         }
         let input_name = self.graph.input.name.clone();

@@ -390,3 +390,93 @@ fn batch_norm_reduce_mean_reshape_and_matmul_gradients_match_finite_differences(
         eprintln!("tiny {layer}: worst {worst:.2e}");
     }
 }
+
+/// Every form of Conv the rule handles, on both of its paths: stride-1 convolutions as the
+/// adjoint Conv (padded, dilated with asymmetric pads, depthwise, grouped with a
+/// non-square kernel and auto_pad SAME_LOWER, VALID) and the rest as ConvTranspose (more
+/// padding than the kernel reaches, stride 2 with SAME_UPPER).
+fn conv_graph(dir: &std::path::Path) -> PathBuf {
+    use tiny::{floats, int_attr, int64s, ints_attr, node};
+    let auto_pad = |value: &str| {
+        let mut a = onnx_protobuf::AttributeProto::new();
+        a.name = "auto_pad".to_owned();
+        a.type_ = onnx_protobuf::attribute_proto::AttributeType::STRING.into();
+        a.s = value.as_bytes().to_vec();
+        a
+    };
+    tiny::write(
+        dir,
+        "convs",
+        vec![
+            node(
+                "Conv",
+                &["image", "w1", "b1"],
+                "padded",
+                vec![ints_attr("pads", &[1, 1, 1, 1])],
+            ),
+            node(
+                "Conv",
+                &["padded", "w2"],
+                "depthwise",
+                vec![
+                    int_attr("group", 6),
+                    ints_attr("dilations", &[2, 2]),
+                    ints_attr("pads", &[2, 1, 2, 3]),
+                ],
+            ),
+            node(
+                "Conv",
+                &["depthwise", "w3"],
+                "grouped",
+                vec![int_attr("group", 2), auto_pad("SAME_LOWER")],
+            ),
+            node(
+                "Conv",
+                &["grouped", "w4"],
+                "overpadded",
+                vec![ints_attr("pads", &[1, 0, 1, 2])],
+            ),
+            node(
+                "Conv",
+                &["overpadded", "w5"],
+                "strided",
+                vec![ints_attr("strides", &[2, 2]), auto_pad("SAME_UPPER")],
+            ),
+            node("Conv", &["strided", "w6"], "valid", vec![auto_pad("VALID")]),
+            node(
+                "ReduceMean",
+                &["valid", "axes"],
+                "logits",
+                vec![int_attr("keepdims", 0)],
+            ),
+        ],
+        vec![
+            floats("w1", &[6, 3, 3, 3], 201, -0.5, 0.5),
+            floats("b1", &[6], 202, -0.5, 0.5),
+            floats("w2", &[6, 1, 3, 3], 203, -0.5, 0.5),
+            floats("w3", &[4, 3, 3, 2], 204, -0.5, 0.5),
+            floats("w4", &[4, 4, 1, 1], 205, -0.5, 0.5),
+            floats("w5", &[4, 4, 3, 3], 206, -0.5, 0.5),
+            floats("w6", &[5, 4, 2, 2], 207, -0.5, 0.5),
+            int64s("axes", &[2, 3]),
+        ],
+        5,
+    )
+}
+
+#[test]
+fn conv_gradients_match_finite_differences_on_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = OnnxModel::from_path(&conv_graph(dir.path())).unwrap();
+    for (layer, seed) in [
+        ("padded", 210),
+        ("depthwise", 220),
+        ("grouped", 230),
+        ("overpadded", 240),
+        ("strided", 250),
+        ("logits", 260),
+    ] {
+        let worst = check(&mut model, &[2, 3, 8, 8], layer, seed);
+        eprintln!("convs {layer}: worst {worst:.2e}");
+    }
+}
