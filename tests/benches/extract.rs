@@ -32,26 +32,8 @@ use shiftscope_onnx::{Config, OnnxModel};
 use shiftscope_sdk::rng::SplitMix64;
 use shiftscope_sdk::{ModelAdapter, ModelAdapterPlugin, Pooling, TensorRef, select_layers};
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Best images/s of each run over `rounds`, the runs taking turns within a round, so that a
-/// slow spell of this shared machine falls on every side of a ratio. A pause before each run
-/// lets the last one's spinning worker threads go idle.
-fn best_of_interleaved(rounds: usize, runs: &mut [&mut dyn FnMut() -> f64]) -> Vec<f64> {
-    let mut best = vec![0.0_f64; runs.len()];
-    for _ in 0..rounds {
-        for (run, best) in runs.iter_mut().zip(&mut best) {
-            std::thread::sleep(Duration::from_millis(300));
-            *best = best.max(run());
-        }
-    }
-    best
-}
+mod util;
+use util::{best_of_interleaved, env_usize, field};
 
 /// Images/s of `run`, which returns how many images it ran.
 fn rate(run: &mut dyn FnMut() -> usize) -> f64 {
@@ -140,12 +122,6 @@ struct TorchReference {
     replies: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
     /// PyTorch's count of floating-point operations for one image (0: not counted).
     flops_per_image: f64,
-}
-
-fn field(line: &str, name: &str) -> Option<f64> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
 }
 
 impl TorchReference {
