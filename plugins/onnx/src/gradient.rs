@@ -37,7 +37,8 @@ impl OnnxModel {
             self.build_session(&bytes, self.device, GraphOptimizationLevel::Disable)?;
         let input_name = self.graph.input.name.clone();
         let path = self.path.display().to_string();
-        let mut run = |n: usize| -> Result<HashMap<String, Vec<usize>>, PluginError> {
+        type Ints = HashMap<String, (Vec<i64>, Vec<i64>)>;
+        let mut run = |n: usize| -> Result<(HashMap<String, Vec<usize>>, Ints), PluginError> {
             let mut dims = vec![n];
             dims.extend_from_slice(&image);
             let zeros = vec![0.0f32; n * image.iter().product::<usize>()];
@@ -47,20 +48,39 @@ impl OnnxModel {
                 .run(ort::inputs![input_name.as_str() => input])
                 .map_err(|e| ort_error(&format!("{path}: shape run"), e))?;
             let mut found = HashMap::new();
+            let mut ints = HashMap::new();
             for (name, value) in outputs.iter() {
                 if let Ok((shape, _)) = value.try_extract_tensor::<f32>() {
                     let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
                     found.insert(name.to_owned(), dims);
+                } else if let Ok((shape, values)) = value.try_extract_tensor::<i64>() {
+                    ints.insert(name.to_owned(), (shape.to_vec(), values.to_vec()));
                 }
             }
-            Ok(found)
+            Ok((found, ints))
         };
-        let one = run(1)?;
+        let (one, ints_one) = run(1)?;
         let two = if self.graph.input.shape[0] == Some(1) {
             None
         } else {
             Some(run(2)?)
         };
+        // An int64 tensor none of whose inputs reads the image's values (only its shape,
+        // through Shape or Size) is a function of the shapes; one that is the same at a
+        // batch of one and of two is a constant of the model.
+        let from_shapes = shape_only_tensors(self.graph.model(), &input_name);
+        let mut constants = HashMap::new();
+        for (name, (dims, values)) in ints_one {
+            let same = match two.as_ref().map(|(_, ints)| ints.get(&name)) {
+                None => true,
+                Some(other) => other.is_some_and(|(d, v)| *d == dims && *v == values),
+            };
+            if same && from_shapes.contains(&name) {
+                constants.insert(name.clone(), int64_tensor(&name, &dims, &values));
+            }
+        }
+        self.shape_constants = constants;
+        let two = two.map(|(found, _)| found);
         let mut full = HashMap::new();
         for (name, dims) in one {
             let batched = match two.as_ref().and_then(|t| t.get(&name)) {
@@ -136,6 +156,7 @@ impl OnnxModel {
                 input: &self.graph.input.name,
                 shapes: &self.shapes,
                 full: &self.full_shapes,
+                shape_constants: &self.shape_constants,
                 floats: &floats,
             };
             let target = backward::Target {
@@ -240,4 +261,46 @@ pub(crate) struct GradientKey {
     tensor: String,
     objective: Objective,
     maps: Vec<String>,
+}
+
+/// The tensors of `model` that do not depend on the values of `image`: every tensor but
+/// those computed, through any chain of nodes, from the image, where Shape and Size read
+/// only its shape. Nodes with subgraphs count as reading the image.
+fn shape_only_tensors(
+    model: &onnx_protobuf::ModelProto,
+    image: &str,
+) -> std::collections::HashSet<String> {
+    let mut valued = std::collections::HashSet::from([image.to_owned()]);
+    let mut shaped = std::collections::HashSet::new();
+    let Some(graph) = model.graph.as_ref() else {
+        return shaped;
+    };
+    // ONNX lists nodes in topological order.
+    for node in &graph.node {
+        let subgraph = node
+            .attribute
+            .iter()
+            .any(|a| a.g.is_some() || !a.graphs.is_empty());
+        let reads_values = match node.op_type.as_str() {
+            "Shape" | "Size" => false,
+            _ => subgraph || node.input.iter().any(|i| valued.contains(i)),
+        };
+        for output in node.output.iter().filter(|o| !o.is_empty()) {
+            if reads_values {
+                valued.insert(output.clone());
+            } else {
+                shaped.insert(output.clone());
+            }
+        }
+    }
+    shaped
+}
+
+fn int64_tensor(name: &str, dims: &[i64], values: &[i64]) -> onnx_protobuf::TensorProto {
+    let mut t = onnx_protobuf::TensorProto::new();
+    t.name = name.to_owned();
+    t.data_type = onnx_protobuf::tensor_proto::DataType::INT64 as i32;
+    t.dims = dims.to_vec();
+    t.int64_data = values.to_vec();
+    t
 }

@@ -143,6 +143,9 @@ pub struct OnnxModel {
     /// Every float tensor's whole shape at a batch of one, and which axes grow with the
     /// batch (learnt for the gradient rules).
     full_shapes: HashMap<String, (Vec<usize>, Vec<bool>)>,
+    /// The int64 tensors computed from shapes alone (Shape, Gather, Concat, arithmetic),
+    /// whatever the batch: the gradient rules read them as constants.
+    shape_constants: HashMap<String, onnx_protobuf::TensorProto>,
     /// Gradient sessions, by the target layer's tensor.
     gradient_sessions: HashMap<gradient::GradientKey, Session>,
     sessions: HashMap<SessionKey, Session>,
@@ -221,6 +224,7 @@ impl OnnxModel {
             tensors: HashMap::new(),
             shapes: HashMap::new(),
             full_shapes: HashMap::new(),
+            shape_constants: HashMap::new(),
             gradient_sessions: HashMap::new(),
             sessions: HashMap::new(),
         };

@@ -480,3 +480,102 @@ fn conv_gradients_match_finite_differences_on_every_path() {
         eprintln!("convs {layer}: worst {worst:.2e}");
     }
 }
+
+/// Slice bounds computed from the image's shape (Shape, Gather, Div, Unsqueeze: the
+/// legacy exporter's Swin windows) are constants of the model; bounds computed from the
+/// image's values (an ArgMax) are not, and get the rule's error.
+#[test]
+fn bounds_computed_from_shapes_are_constants_and_from_values_are_not() {
+    use tiny::{int_attr, int64s, node};
+    let dir = tempfile::tempdir().unwrap();
+    let mut two = int64s("two", &[2]);
+    two.dims = vec![];
+    let mut axis = int64s("axis", &[0]);
+    axis.dims = vec![];
+    let shaped = tiny::write(
+        dir.path(),
+        "shaped",
+        vec![
+            node("Shape", &["image"], "shape", vec![]),
+            node("Gather", &["shape", "axis3"], "width", vec![int_attr("axis", 0)]),
+            node("Div", &["width", "two"], "half", vec![]),
+            node("Unsqueeze", &["half", "axis"], "end", vec![]),
+            node("Slice", &["image", "zero", "end", "axes"], "left", vec![]),
+            node("Mul", &["left", "left"], "square", vec![]),
+            node(
+                "ReduceMean",
+                &["square", "pool"],
+                "logits",
+                vec![int_attr("keepdims", 0)],
+            ),
+        ],
+        vec![
+            {
+                let mut t = int64s("axis3", &[3]);
+                t.dims = vec![];
+                t
+            },
+            two,
+            axis,
+            int64s("zero", &[0]),
+            int64s("axes", &[3]),
+            int64s("pool", &[2, 3]),
+        ],
+        3,
+    );
+    let mut model = OnnxModel::from_path(&shaped).unwrap();
+    let worst = check(&mut model, &[2, 3, 8, 8], "logits", 300);
+    eprintln!("shape-computed slice: worst {worst:.2e}");
+    // Half the columns: the gradient of the others is exactly zero.
+    let x = random(&[1, 3, 8, 8], 301, -1.0, 1.0);
+    let w = random(&[1, 3], 302, -1.0, 1.0);
+    let g = model
+        .gradient(x.view(), &GradientRequest::pooled("logits", w.view()))
+        .unwrap()
+        .input;
+    for (i, v) in g.data().iter().enumerate() {
+        assert_eq!(*v != 0.0, i % 8 < 4, "pixel {i}: {v}");
+    }
+
+    let valued = tiny::write(
+        dir.path(),
+        "valued",
+        vec![
+            node(
+                "ArgMax",
+                &["image"],
+                "argmax",
+                vec![int_attr("axis", 3), int_attr("keepdims", 1)],
+            ),
+            node("Slice", &["argmax", "zero4", "one4"], "first", vec![]),
+            node("Reshape", &["first", "one"], "picked", vec![]),
+            node("Add", &["picked", "four"], "end", vec![]),
+            node("Slice", &["image", "zero", "end", "axes"], "left", vec![]),
+            node(
+                "ReduceMean",
+                &["left", "pool"],
+                "logits",
+                vec![int_attr("keepdims", 0)],
+            ),
+        ],
+        vec![
+            int64s("zero4", &[0, 0, 0, 0]),
+            int64s("one4", &[1, 1, 1, 1]),
+            int64s("one", &[1]),
+            int64s("four", &[4]),
+            int64s("zero", &[0]),
+            int64s("axes", &[3]),
+            int64s("pool", &[2, 3]),
+        ],
+        3,
+    );
+    let mut model = OnnxModel::from_path(&valued).unwrap();
+    let e = model
+        .gradient(x.view(), &GradientRequest::pooled("logits", w.view()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no backward rule for Slice node 'left'") && e.contains("computed"),
+        "{e}"
+    );
+}

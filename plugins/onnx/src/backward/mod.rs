@@ -159,6 +159,9 @@ pub(crate) struct Forward<'a> {
     /// Every float tensor's whole shape at a batch of one, with which axes grow with the
     /// batch (as `N·heads` does in a sequence-first attention): what the rules read.
     pub(crate) full: &'a HashMap<String, (Vec<usize>, Vec<bool>)>,
+    /// The int64 tensors the model computes from shapes alone, at their values (which do
+    /// not change with the batch).
+    pub(crate) shape_constants: &'a HashMap<String, TensorProto>,
     /// Reads an initialiser's float values (inline or external data).
     pub(crate) floats: &'a dyn Fn(&TensorProto) -> Result<Vec<f32>, PluginError>,
 }
@@ -189,7 +192,8 @@ impl Forward<'_> {
         None
     }
 
-    /// A constant tensor: an initialiser or a Constant node's value.
+    /// A constant tensor: an initialiser, a Constant node's value, or an int64 tensor
+    /// computed from shapes alone.
     pub(super) fn constant(&self, name: &str) -> Option<&TensorProto> {
         let graph = self.model.graph.as_ref()?;
         graph
@@ -206,6 +210,7 @@ impl Forward<'_> {
                     .and_then(|n| attr(n, "value"))
                     .and_then(|a| a.t.as_ref())
             })
+            .or_else(|| self.shape_constants.get(name))
     }
 
     /// The int64 values of a constant tensor.
