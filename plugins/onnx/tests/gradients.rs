@@ -497,7 +497,12 @@ fn bounds_computed_from_shapes_are_constants_and_from_values_are_not() {
         "shaped",
         vec![
             node("Shape", &["image"], "shape", vec![]),
-            node("Gather", &["shape", "axis3"], "width", vec![int_attr("axis", 0)]),
+            node(
+                "Gather",
+                &["shape", "axis3"],
+                "width",
+                vec![int_attr("axis", 0)],
+            ),
             node("Div", &["width", "two"], "half", vec![]),
             node("Unsqueeze", &["half", "axis"], "end", vec![]),
             node("Slice", &["image", "zero", "end", "axes"], "left", vec![]),
