@@ -41,7 +41,28 @@ MIDDLE = {
     "densenet121": "features.denseblock2",
     "convnext_tiny": "features.3",
     "vit_b_16": "encoder.layers.encoder_layer_5",
+    # Swin-T's stages are channels-last [B, H, W, C]: the logits only.
+    "swin_t": None,
+    "demo_cnn": "conv2",
+    "demo_vit": "blocks.1",
 }
+
+
+def build(name):
+    """The model with random weights (seed 0) and its input side."""
+    torch.manual_seed(0)
+    if name.startswith("demo_"):
+        sys.path.insert(0, str(REPO_ROOT / "tools"))
+        import train_demo_models
+
+        cls = train_demo_models.DemoCnn if name == "demo_cnn" else train_demo_models.DemoVit
+        return cls().eval(), 28
+    model = getattr(torchvision.models, name)().eval()
+    if name.startswith("vit"):
+        # torchvision zero-initialises the ViT head: logits would not depend on the image.
+        # nn.Linear's own initialisation instead.
+        model.heads.head.reset_parameters()
+    return model, 224
 
 
 def export(model, x, path, exporter):
@@ -94,18 +115,13 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name in args.models.split(","):
-            torch.manual_seed(0)
-            model = getattr(torchvision.models, name)().eval()
-            if name.startswith("vit"):
-                # torchvision zero-initialises the ViT head: logits would not depend on
-                # the image. nn.Linear's own initialisation instead.
-                model.heads.head.reset_parameters()
+            model, side = build(name)
             for exporter in ("legacy", "dynamo"):
                 n = 2 if exporter == "legacy" else 1
-                x = torch.randn(n, 3, 224, 224, generator=torch.Generator().manual_seed(args.seed))
+                x = torch.randn(n, 3, side, side, generator=torch.Generator().manual_seed(args.seed))
                 path = tmp / f"{name}-{exporter}.onnx"
                 export(model, x, path, exporter)
-                for layer in (MIDDLE[name], "logits"):
+                for layer in [m for m in (MIDDLE[name], "logits") if m]:
                     with torch.no_grad():
                         captured = {}
                         module = None if layer == "logits" else layer
@@ -123,8 +139,8 @@ def main():
                     w.numpy().astype("<f4").tofile(tmp / "w.f32")
                     out = tmp / "g.f32"
                     done = subprocess.run(
-                        [str(args.gradient), str(path), str(tmp / "x.f32"), str(n), "3", "224",
-                         "224", layer, str(tmp / "w.f32"), str(out)],
+                        [str(args.gradient), str(path), str(tmp / "x.f32"), str(n), "3", str(side),
+                         str(side), layer, str(tmp / "w.f32"), str(out)],
                         capture_output=True, text=True, cwd=tmp)
                     if done.returncode != 0:
                         message = (done.stderr.strip().splitlines() or ["?"])[-1]

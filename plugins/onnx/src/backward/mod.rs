@@ -12,10 +12,13 @@
 //! MaxPool (through its indices), AveragePool (padding counted or none),
 //! GlobalAveragePool and ReduceMean over constant axes, BatchNormalization (inference), Gemm,
 //! MatMul (batched, broadcast, either operand the image's), Flatten, Reshape, Squeeze, Unsqueeze,
-//! Transpose, Concat, Split, Slice, Gather of one index (the class token), Softmax,
-//! LayerNormalization, Gelu, Erf, Sqrt, Pow by a constant, Neg, ReduceSum, Cast, Identity and
-//! Dropout; shape arithmetic is constant. An op on the path from the image to the
-//! objective without a rule is an error naming the op and the node, never a wrong gradient.
+//! Transpose, Concat, Split, Slice, Gather of constant indices (the class token; lists and
+//! tables of indices, repeats summed), Expand, Pad (constant, edge, reflect, wrap), Where,
+//! ReduceMax and ReduceMin (ties share the gradient evenly, as torch.amax), ScatterND (none
+//! or add), Einsum of one or two operands, Softmax, LayerNormalization, Gelu, Erf, Sqrt, Pow
+//! by a constant, Neg, ReduceSum, Cast, Identity and Dropout; shape arithmetic is constant.
+//! An op on the path from the image to the objective without a rule is an error naming the
+//! op and the node, never a wrong gradient.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -213,9 +216,20 @@ impl Forward<'_> {
             .or_else(|| self.shape_constants.get(name))
     }
 
-    /// The int64 values of a constant tensor.
+    /// The values of a constant int64 or int32 tensor (Gather's indices may be either).
     pub(super) fn int64s(&self, name: &str) -> Option<Vec<i64>> {
         let t = self.constant(name)?;
+        if t.data_type == DataType::INT32 as i32 {
+            if !t.int32_data.is_empty() {
+                return Some(t.int32_data.iter().map(|&v| i64::from(v)).collect());
+            }
+            return Some(
+                t.raw_data
+                    .chunks_exact(4)
+                    .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect(),
+            );
+        }
         if t.data_type != DataType::INT64 as i32 {
             return None;
         }

@@ -169,13 +169,61 @@ pub(super) fn rule(
             let axis = int(node, "axis", 0);
             let axis = if axis < 0 { axis + rank } else { axis };
             let indices = node.input.get(1).map(String::as_str).unwrap_or_default();
-            let scalar = forward.constant(indices).map(|t| t.dims.is_empty());
+            let index_rank = forward.constant(indices).map(|t| t.dims.len());
+            let scalar = index_rank.map(|r| r == 0);
             let values = forward.int64s(indices);
-            let (Some(scalar), Some(&[index])) = (scalar, values.as_deref()) else {
-                return Err(no_rule(" with indices other than one constant"));
+            let (Some(scalar), Some(values)) = (scalar, values) else {
+                return Err(no_rule(" with computed indices"));
             };
             let dim = forward.size(x, axis as usize, node)? as i64;
-            let index = if index < 0 { index + dim } else { index };
+            let mut picked = Vec::with_capacity(values.len());
+            for &v in &values {
+                let v = if v < 0 { v + dim } else { v };
+                if !(0..dim).contains(&v) {
+                    return Err(no_rule(&format!(
+                        " (index {v} outside the {dim} of axis {axis})"
+                    )));
+                }
+                picked.push(v);
+            }
+            let single = match picked[..] {
+                [index] if index_rank.is_some_and(|r| r <= 1) => Some(index),
+                _ => None,
+            };
+            let Some(index) = single else {
+                // Several indices (repeats allowed, in a table of any rank): dy, its index
+                // axes flattened to one of the indices' count, added into zeros at the
+                // picked positions along the axis, repeated picks summed (ScatterElements'
+                // reduction, opset 16 on, which gradient_model requires).
+                let count = b.ints(&[picked.len() as i64]);
+                let shape = b.node("Shape", &[x], vec![]);
+                let mut parts = Vec::new();
+                if axis > 0 {
+                    let (start, end) = (b.ints(&[0]), b.ints(&[axis]));
+                    parts.push(b.node("Slice", &[&shape, &start, &end], vec![]));
+                }
+                parts.push(count);
+                if axis + 1 < rank {
+                    let (start, end) = (b.ints(&[axis + 1]), b.ints(&[rank]));
+                    parts.push(b.node("Slice", &[&shape, &start, &end], vec![]));
+                }
+                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+                let flat_shape = b.node("Concat", &refs, vec![int_attr("axis", 0)]);
+                let flat = b.node("Reshape", &[dy, &flat_shape], vec![]);
+                let mut along = vec![1i64; rank as usize];
+                along[axis as usize] = picked.len() as i64;
+                let (values, along) = (b.ints(&picked), b.ints(&along));
+                let column = b.node("Reshape", &[&values, &along], vec![]);
+                let positions = b.node("Expand", &[&column, &flat_shape], vec![]);
+                let zeros = b.node("ConstantOfShape", &[&shape], vec![]);
+                let dx = b.node(
+                    "ScatterElements",
+                    &[&zeros, &positions, &flat],
+                    vec![int_attr("axis", axis), string_attr("reduction", "add")],
+                );
+                out.extend(needs(0).map(|t| (t, dx)));
+                return Ok(out);
+            };
             // The picked slice back in place: unsqueezed (a scalar index drops the axis),
             // then zeros around it.
             let lifted = if scalar {
@@ -189,6 +237,302 @@ pub(super) fn rule(
             pads[axis as usize + rank as usize] = dim - index - 1;
             let pads = b.ints(&pads);
             out.extend(needs(0).map(|t| (t, b.node("Pad", &[&lifted, &pads], vec![]))));
+        }
+        "Expand" => {
+            only_first()?;
+            // y = x broadcast to a shape: each element of x is read at every position it was
+            // copied to, so dx is dy summed back over the broadcast axes (as Add's inputs).
+            if let Some(t) = needs(0) {
+                let dx = unbroadcast(b, forward, node, dy, &t)?;
+                out.push((t, dx));
+            }
+        }
+        "Where" => {
+            // The condition (a boolean) carries no gradient; each branch gets dy where it was
+            // chosen and zero elsewhere, summed back over its broadcast axes.
+            if needs(0).is_some() {
+                return Err(no_rule(" with an image-dependent condition"));
+            }
+            let condition = node.input.first().map(String::as_str).unwrap_or_default();
+            for i in 1..3 {
+                let Some(t) = needs(i) else { continue };
+                let zero = b.scalar(0.0);
+                let chosen = if i == 1 {
+                    b.node("Where", &[condition, dy, &zero], vec![])
+                } else {
+                    b.node("Where", &[condition, &zero, dy], vec![])
+                };
+                out.push((t.clone(), unbroadcast(b, forward, node, &chosen, &t)?));
+            }
+        }
+        "Pad" => {
+            if (1..node.input.len()).any(|i| needs(i).is_some()) {
+                return Err(no_rule(" with an image-dependent pad value"));
+            }
+            let rank = forward.rank(x, node)?;
+            let mode = attr(node, "mode").map_or_else(
+                || "constant".to_owned(),
+                |a| String::from_utf8_lossy(&a.s).into_owned(),
+            );
+            let input = |i: usize| node.input.get(i).filter(|n| !n.is_empty());
+            // Pads as an input (opset 11 on), or the attribute of opset 2.
+            let pads = match input(1) {
+                Some(p) => forward
+                    .int64s(p)
+                    .ok_or_else(|| no_rule(" with computed pads"))?,
+                None => ints(node, "pads").ok_or_else(|| no_rule(" without pads"))?,
+            };
+            // The axes the pads are for (opset 18 on), all of them by default.
+            let axes = match input(3) {
+                Some(a) => forward
+                    .int64s(a)
+                    .ok_or_else(|| no_rule(" with computed axes"))?,
+                None => (0..rank as i64).collect(),
+            };
+            if pads.len() != 2 * axes.len() {
+                return Err(no_rule(&format!(
+                    " ({} pads for {} axes)",
+                    pads.len(),
+                    axes.len()
+                )));
+            }
+            // Pads before and after, per axis of x.
+            let mut before = vec![0i64; rank];
+            let mut after = vec![0i64; rank];
+            for (k, &axis) in axes.iter().enumerate() {
+                let axis = if axis < 0 { axis + rank as i64 } else { axis };
+                let Some(slot) = usize::try_from(axis).ok().filter(|&a| a < rank) else {
+                    return Err(no_rule(&format!(" (axis {axis} of a rank {rank} input)")));
+                };
+                before[slot] = pads[k];
+                after[slot] = pads[k + axes.len()];
+            }
+            let mut g = dy.to_owned();
+            if mode == "constant" {
+                // y is x with zeros (or the pad value, a constant) around it, cropped where a
+                // pad is negative: dx is dy cropped where a pad is positive, padded with zeros
+                // where it is negative.
+                let cut: Vec<usize> = (0..rank)
+                    .filter(|&a| before[a] > 0 || after[a] > 0)
+                    .collect();
+                if !cut.is_empty() {
+                    let starts: Vec<i64> = cut.iter().map(|&a| before[a].max(0)).collect();
+                    let ends: Vec<i64> = cut
+                        .iter()
+                        .map(|&a| if after[a] > 0 { -after[a] } else { i64::MAX })
+                        .collect();
+                    let cut: Vec<i64> = cut.iter().map(|&a| a as i64).collect();
+                    let (starts, ends, cut) = (b.ints(&starts), b.ints(&ends), b.ints(&cut));
+                    g = b.node("Slice", &[&g, &starts, &ends, &cut], vec![]);
+                }
+                if before.iter().chain(&after).any(|&p| p < 0) {
+                    let mut zeros: Vec<i64> = before.iter().map(|&p| (-p).max(0)).collect();
+                    zeros.extend(after.iter().map(|&p| (-p).max(0)));
+                    let zeros = b.ints(&zeros);
+                    g = b.node("Pad", &[&g, &zeros], vec![]);
+                }
+            } else {
+                // Edge, reflect and wrap read each padded position from one position of x:
+                // along each padded axis, y[j] = x[src(j)], so dx[i] = Σ_{src(j) = i} dy[j], a
+                // product with the 0/1 matrix M[j, i] = [src(j) = i] along that axis.
+                for axis in 0..rank {
+                    let (p0, p1) = (before[axis], after[axis]);
+                    if p0 == 0 && p1 == 0 {
+                        continue;
+                    }
+                    if p0 < 0 || p1 < 0 {
+                        return Err(no_rule(&format!(" in mode '{mode}' with negative pads")));
+                    }
+                    let n = forward.size(x, axis, node)? as i64;
+                    let m = n + p0 + p1;
+                    let mut matrix = vec![0f32; (m * n) as usize];
+                    for j in 0..m {
+                        let p = j - p0;
+                        let source = match mode.as_str() {
+                            "edge" => p.clamp(0, n - 1),
+                            "wrap" => p.rem_euclid(n),
+                            "reflect" if p0 < n && p1 < n => {
+                                if p < 0 {
+                                    -p
+                                } else if p >= n {
+                                    2 * (n - 1) - p
+                                } else {
+                                    p
+                                }
+                            }
+                            "reflect" => {
+                                return Err(no_rule(&format!(
+                                    " in mode 'reflect' with pads {p0}, {p1} not below the \
+                                     size {n} of axis {axis}"
+                                )));
+                            }
+                            _ => return Err(no_rule(&format!(" in mode '{mode}'"))),
+                        };
+                        matrix[(j * n + source) as usize] = 1.0;
+                    }
+                    let matrix = b.floats(&[m, n], &matrix);
+                    // The axis last, the product, the axis back.
+                    let mut perm: Vec<i64> = (0..rank as i64).collect();
+                    perm.swap(axis, rank - 1);
+                    g = if axis + 1 == rank {
+                        b.node("MatMul", &[&g, &matrix], vec![])
+                    } else {
+                        let moved = b.node("Transpose", &[&g], vec![ints_attr("perm", &perm)]);
+                        let product = b.node("MatMul", &[&moved, &matrix], vec![]);
+                        b.node("Transpose", &[&product], vec![ints_attr("perm", &perm)])
+                    };
+                }
+            }
+            out.extend(needs(0).map(|t| (t, g)));
+        }
+        "ReduceMax" | "ReduceMin" => {
+            only_first()?;
+            let rank = forward.rank(x, node)? as i64;
+            // Axes as an attribute (before opset 18) or as an input (opset 18 on).
+            let axes = match ints(node, "axes") {
+                Some(axes) => axes,
+                None => match node.input.get(1).filter(|a| !a.is_empty()) {
+                    Some(a) => forward
+                        .int64s(a)
+                        .ok_or_else(|| no_rule(" whose axes are computed"))?,
+                    None => Vec::new(),
+                },
+            };
+            if axes.is_empty() && int(node, "noop_with_empty_axes", 0) != 0 {
+                // No axes and the no-op flag: y = x.
+                out.extend(needs(0).map(|t| (t, dy.to_owned())));
+                return Ok(out);
+            }
+            let axes: Vec<i64> = if axes.is_empty() {
+                (0..rank).collect()
+            } else {
+                axes.iter()
+                    .map(|&a| if a < 0 { a + rank } else { a })
+                    .collect()
+            };
+            // The gradient goes to the positions equal to the extremum, split evenly among
+            // ties (as torch.amax / torch.amin, which exporters write as ReduceMax / ReduceMin;
+            // torch.max(dim) would give it all to the first): dx = [x = y] · dy / #ties.
+            let y = node.output.first().map(String::as_str).unwrap_or_default();
+            let at = b.ints(&axes);
+            let (y, dy) = if int(node, "keepdims", 1) == 0 {
+                (
+                    b.node("Unsqueeze", &[y, &at], vec![]),
+                    b.node("Unsqueeze", &[dy, &at], vec![]),
+                )
+            } else {
+                (y.to_owned(), dy.to_owned())
+            };
+            let equal = b.node("Equal", &[x, &y], vec![]);
+            let mask = b.node(
+                "Cast",
+                &[&equal],
+                vec![int_attr("to", DataType::FLOAT as i64)],
+            );
+            let ties = b.node("ReduceSum", &[&mask, &at], vec![int_attr("keepdims", 1)]);
+            let share = b.node("Div", &[&dy, &ties], vec![]);
+            out.extend(needs(0).map(|t| (t, b.node("Mul", &[&mask, &share], vec![]))));
+        }
+        "ScatterND" => {
+            if needs(1).is_some() {
+                return Err(no_rule(" with image-dependent indices"));
+            }
+            let reduction = attr(node, "reduction")
+                .map(|a| String::from_utf8_lossy(&a.s).into_owned())
+                .unwrap_or_default();
+            let add = match reduction.as_str() {
+                "" | "none" => false,
+                "add" => true,
+                other => return Err(no_rule(&format!(" with reduction '{other}'"))),
+            };
+            // The indices are read, not differentiated: constants, or shape arithmetic of the
+            // forward graph (which the gradient graph can read as it is). Constant ones are
+            // checked for repeats, whose overwrite order ONNX leaves open.
+            let indices = node.input.get(1).map(String::as_str).unwrap_or_default();
+            if !add
+                && let (Some(t), Some(values)) =
+                    (forward.constant(indices), forward.int64s(indices))
+            {
+                let depth = t.dims.last().map_or(0, |&d| d.max(0) as usize);
+                let (dims, batched) = forward.dims(x, node)?;
+                let mut seen = HashSet::new();
+                for row in values.chunks(depth.max(1)) {
+                    let place: Vec<i64> = row
+                        .iter()
+                        .zip(dims.iter().zip(batched))
+                        .map(|(&i, (&d, &grows))| if i < 0 && !grows { i + d as i64 } else { i })
+                        .collect();
+                    if !seen.insert(place) {
+                        return Err(no_rule(" with repeated indices"));
+                    }
+                }
+            }
+            // y = data with updates written at the indices: d(data) is dy with those
+            // positions zeroed (overwritten, unless added), d(updates) is dy read there.
+            let updates = node.input.get(2).map(String::as_str).unwrap_or_default();
+            if let Some(t) = needs(0) {
+                let dx = if add {
+                    dy.to_owned()
+                } else {
+                    let shape = b.node("Shape", &[updates], vec![]);
+                    let zeros = b.node("ConstantOfShape", &[&shape], vec![]);
+                    b.node("ScatterND", &[dy, indices, &zeros], vec![])
+                };
+                out.push((t, dx));
+            }
+            if let Some(t) = needs(2) {
+                out.push((t, b.node("GatherND", &[dy, indices], vec![])));
+            }
+        }
+        "Einsum" => {
+            let equation = attr(node, "equation")
+                .map(|a| String::from_utf8_lossy(&a.s).into_owned())
+                .unwrap_or_default();
+            // Each operand's shape (a forward tensor's, or a constant's).
+            let mut shapes = Vec::with_capacity(node.input.len());
+            for t in &node.input {
+                let shape = match forward.full.get(t) {
+                    Some((d, batched)) => d.iter().copied().zip(batched.iter().copied()).collect(),
+                    None => forward
+                        .initializer(t)
+                        .or_else(|| forward.constant(t))
+                        .map(|i| i.dims.iter().map(|&d| (d.max(0) as usize, false)).collect())
+                        .ok_or_else(|| no_rule(&format!(" (the shape of '{t}' is unknown)")))?,
+                };
+                shapes.push(shape);
+            }
+            let (terms, result) =
+                einsum_terms(&equation, &shapes).map_err(|why| no_rule(&format!(" ({why})")))?;
+            let c: String = result.iter().collect();
+            // y = Σ over the labels not in C of Π operands; for operand A, dA is dy times the
+            // other operand, summed over every label not in A: Einsum(C,B->A) (Einsum(C->A)
+            // of one operand). Labels of A in neither C nor B were summed over A alone: dA is
+            // the same along them, an Expand.
+            for (k, term) in terms.iter().enumerate() {
+                let Some(t) = needs(k) else { continue };
+                let other = terms.get(1 - k).filter(|_| terms.len() == 2);
+                let seen = |l: &char| result.contains(l) || other.is_some_and(|o| o.contains(l));
+                let kept: String = term.iter().filter(|l| seen(l)).collect();
+                let (eq, inputs) = match other {
+                    Some(o) => (
+                        format!("{c},{}->{kept}", o.iter().collect::<String>()),
+                        vec![dy, node.input[1 - k].as_str()],
+                    ),
+                    None => (format!("{c}->{kept}"), vec![dy]),
+                };
+                let mut dx = b.node("Einsum", &inputs, vec![string_attr("equation", &eq)]);
+                if kept.len() < term.len() {
+                    let missing: Vec<i64> = (0..term.len())
+                        .filter(|&i| !seen(&term[i]))
+                        .map(|i| i as i64)
+                        .collect();
+                    let at = b.ints(&missing);
+                    let lifted = b.node("Unsqueeze", &[&dx, &at], vec![]);
+                    let shape = b.node("Shape", &[&t], vec![]);
+                    dx = b.node("Expand", &[&lifted, &shape], vec![]);
+                }
+                out.push((t, dx));
+            }
         }
         "Softmax" => {
             // dx = y ⊙ (dy − Σ_axis dy ⊙ y).
@@ -819,4 +1163,138 @@ fn flipped_kernel(dims: &[i64], group: i64, values: &[f32]) -> Option<Vec<f32>> 
         }
     }
     Some(flipped)
+}
+
+/// An Einsum equation's operand labels and output labels, explicit: `...` replaced by fresh
+/// labels (right-aligned across operands), the implicit output (`ab,bc`) written out. Refused
+/// (as the reason): more than two operands, a label repeated within one term (a diagonal),
+/// and labels whose sizes differ between operands (broadcasting).
+fn einsum_terms(
+    equation: &str,
+    shapes: &[Vec<(usize, bool)>],
+) -> Result<(Vec<Vec<char>>, Vec<char>), String> {
+    let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
+    let (lhs, rhs) = match eq.split_once("->") {
+        Some((l, r)) => (l, Some(r)),
+        None => (eq.as_str(), None),
+    };
+    let operands: Vec<&str> = lhs.split(',').collect();
+    if operands.len() != shapes.len() {
+        return Err(format!(
+            "equation '{equation}' has {} operands, the node {}",
+            operands.len(),
+            shapes.len()
+        ));
+    }
+    if operands.len() > 2 {
+        return Err(format!(
+            "equation '{equation}' has {} operands; one or two have a rule",
+            operands.len()
+        ));
+    }
+    // A term's labels and where its ellipsis stands among them.
+    let parse = |term: &str| -> Result<(Vec<char>, Option<usize>), String> {
+        let mut labels = Vec::new();
+        let mut ellipsis = None;
+        let mut rest = term;
+        while let Some(c) = rest.chars().next() {
+            if let Some(after) = rest.strip_prefix("...") {
+                if ellipsis.replace(labels.len()).is_some() {
+                    return Err(format!("term '{term}' has two ellipses"));
+                }
+                rest = after;
+            } else if c.is_ascii_alphabetic() {
+                labels.push(c);
+                rest = &rest[1..];
+            } else {
+                return Err(format!("term '{term}' has the label '{c}'"));
+            }
+        }
+        Ok((labels, ellipsis))
+    };
+    let parsed: Vec<(Vec<char>, Option<usize>)> = operands
+        .iter()
+        .map(|t| parse(t))
+        .collect::<Result<_, _>>()?;
+    let mut broadcast = 0usize;
+    for ((labels, ellipsis), shape) in parsed.iter().zip(shapes) {
+        match ellipsis {
+            Some(_) if shape.len() >= labels.len() => {
+                broadcast = broadcast.max(shape.len() - labels.len());
+            }
+            _ if shape.len() == labels.len() => {}
+            _ => {
+                return Err(format!(
+                    "equation '{equation}' gives {} labels to an operand of rank {}",
+                    labels.len(),
+                    shape.len()
+                ));
+            }
+        }
+    }
+    let fresh: Vec<char> = ('a'..='z')
+        .chain('A'..='Z')
+        .filter(|c| !eq.contains(*c))
+        .take(broadcast)
+        .collect();
+    if fresh.len() < broadcast {
+        return Err(format!(
+            "equation '{equation}' leaves no labels for its ellipsis"
+        ));
+    }
+    let mut terms = Vec::with_capacity(parsed.len());
+    for ((labels, ellipsis), shape) in parsed.iter().zip(shapes) {
+        let mut term = labels.clone();
+        if let Some(at) = *ellipsis {
+            let count = shape.len() - labels.len();
+            term.splice(at..at, fresh[broadcast - count..].iter().copied());
+        }
+        terms.push(term);
+    }
+    let result = match rhs {
+        Some(r) => {
+            let (mut labels, ellipsis) = parse(r)?;
+            if let Some(at) = ellipsis {
+                labels.splice(at..at, fresh.iter().copied());
+            }
+            labels
+        }
+        None => {
+            // Implicit: the ellipsis, then the labels seen once, in alphabetical order.
+            let all: Vec<char> = parsed.iter().flat_map(|(l, _)| l.iter().copied()).collect();
+            let mut once: Vec<char> = all
+                .iter()
+                .copied()
+                .filter(|c| all.iter().filter(|d| *d == c).count() == 1)
+                .collect();
+            once.sort_unstable();
+            fresh.iter().copied().chain(once).collect()
+        }
+    };
+    let mut sizes = std::collections::HashMap::new();
+    for (term, shape) in terms.iter().zip(shapes) {
+        for (i, label) in term.iter().enumerate() {
+            if term[..i].contains(label) {
+                return Err(format!(
+                    "label '{label}' repeats within a term of '{equation}' (a diagonal)"
+                ));
+            }
+            if let Some(previous) = sizes.insert(*label, shape[i])
+                && previous != shape[i]
+            {
+                return Err(format!(
+                    "label '{label}' of '{equation}' is broadcast ({} against {})",
+                    previous.0, shape[i].0
+                ));
+            }
+        }
+    }
+    for (i, label) in result.iter().enumerate() {
+        if result[..i].contains(label) || !sizes.contains_key(label) {
+            return Err(format!(
+                "output label '{label}' of '{equation}' repeats or is in no operand"
+            ));
+        }
+    }
+    Ok((terms, result))
 }
